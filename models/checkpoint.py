@@ -1,0 +1,179 @@
+"""The checkpoint format: safetensors weights plus the metadata needed to rebuild and preprocess.
+
+No pickle anywhere: safetensors stores raw tensors and a JSON header, so loading a file from
+elsewhere cannot run code. One loader serves evaluation and the service.
+
+Metadata (all strings, JSON where structured): ``format``, ``format_version``, ``model_args``,
+``classes``, ``preprocess``, ``config``, ``metrics``, ``weights_sha256``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from models.alexnet import AlexNet
+from models.transforms import PreprocessSpec
+
+FORMAT_NAME = "alexnet-service-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_METADATA = ("format", "format_version", "model_args", "classes", "preprocess", "weights_sha256")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(f"checkpoint {os.fspath(path)}: {problem}")
+        self.path = os.fspath(path)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything a checkpoint holds, checked."""
+
+    state_dict: dict[str, torch.Tensor]
+    model_args: dict[str, Any]
+    classes: tuple[str, ...]
+    preprocess: PreprocessSpec
+    weights_sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> AlexNet:
+        """The network with these weights, in eval mode, on the CPU."""
+        model = AlexNet(**self.model_args)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A checksum of names, dtypes, shapes and bytes, independent of the file's layout."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    model_args: Mapping[str, Any],
+    classes: tuple[str, ...] | list[str],
+    preprocess: PreprocessSpec,
+    config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> str:
+    """Write the model's weights and metadata atomically; return the weights' sha256.
+
+    Pass the unwrapped module (not a DDP or compiled wrapper) so the keys are the plain ones.
+    """
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if len(classes) != model_args.get("num_classes", len(classes)):
+        raise ValueError(f"{len(classes)} class names for a model with {model_args['num_classes']} outputs")
+    sha = weights_sha256(state)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "model_args": json.dumps(dict(model_args)),
+        "classes": json.dumps(list(classes)),
+        "preprocess": json.dumps(preprocess.to_dict()),
+        "config": json.dumps(dict(config or {}), default=str),
+        "metrics": json.dumps(dict(metrics or {})),
+        "weights_sha256": sha,
+    }
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    return sha
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and check a checkpoint; any problem raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from exc
+    return _check(path, metadata, state)
+
+
+def _check(path: Path, metadata: dict[str, str], state: dict[str, torch.Tensor]) -> Checkpoint:
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise CheckpointError(path, f"not an alexnet-service checkpoint (missing metadata: {', '.join(missing)})")
+    if metadata["format"] != FORMAT_NAME:
+        raise CheckpointError(path, f"unknown format {metadata['format']!r}")
+    if metadata["format_version"] != str(FORMAT_VERSION):
+        raise CheckpointError(
+            path, f"format version {metadata['format_version']} is not supported (this code reads {FORMAT_VERSION})"
+        )
+    try:
+        model_args = json.loads(metadata["model_args"])
+        classes = tuple(str(c) for c in json.loads(metadata["classes"]))
+        preprocess = PreprocessSpec.from_dict(json.loads(metadata["preprocess"]))
+        config = json.loads(metadata.get("config", "{}"))
+        metrics = json.loads(metadata.get("metrics", "{}"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(path, f"metadata is malformed ({exc!r})") from exc
+    if model_args.get("num_classes") != len(classes):
+        raise CheckpointError(path, f"{len(classes)} class names for {model_args.get('num_classes')} model outputs")
+    actual = weights_sha256(state)
+    if actual != metadata["weights_sha256"]:
+        raise CheckpointError(path, "weights do not match their sha256: the file is corrupt or was altered")
+    _check_fits(path, model_args, state)
+    return Checkpoint(state, model_args, classes, preprocess, actual, config, metrics)
+
+
+def _check_fits(path: Path, model_args: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """The tensors must be exactly the network's: same names, same shapes (checked on the meta device)."""
+    try:
+        with torch.device("meta"):  # shapes only: allocates nothing
+            expected = AlexNet(**model_args).state_dict()
+    except TypeError as exc:
+        raise CheckpointError(path, f"model_args do not fit AlexNet ({exc})") from exc
+    if expected.keys() != state.keys():
+        extra, absent = sorted(state.keys() - expected.keys()), sorted(expected.keys() - state.keys())
+        raise CheckpointError(path, f"weights do not fit AlexNet (unexpected: {extra}, missing: {absent})")
+    for name, tensor in expected.items():
+        if tensor.shape != state[name].shape:
+            shape = tuple(state[name].shape)
+            raise CheckpointError(path, f"{name} has shape {shape}, AlexNet needs {tuple(tensor.shape)}")
