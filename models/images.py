@@ -70,11 +70,9 @@ def open_image(fp: str | os.PathLike[str] | BinaryIO, max_pixels: int = DEFAULT_
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(fp, formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as exc:
-        raise UnsupportedImageError(
-            f"not a supported image (accepted: {', '.join(SUPPORTED_FORMATS)})"
-        ) from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(str(exc)) from exc
+        raise UnsupportedImageError(f"not a supported image (accepted: {', '.join(SUPPORTED_FORMATS)})") from exc
+    except Image.DecompressionBombError as exc:  # far beyond any sane limit: PIL refuses it itself
+        raise ImageTooLargeError(f"too many pixels ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImageError(f"the image header is corrupt ({exc})") from exc
     width, height = image.size

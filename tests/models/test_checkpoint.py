@@ -1,0 +1,116 @@
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from models import CIFAR10_CLASSES, AlexNet, CheckpointError, PreprocessSpec, load_checkpoint, save_checkpoint
+from models.checkpoint import weights_sha256
+
+
+def test_round_trip(tiny_checkpoint: Path) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    assert checkpoint.classes == CIFAR10_CLASSES
+    assert checkpoint.preprocess == PreprocessSpec(input_size=64)
+    assert checkpoint.model_args == {"num_classes": 10, "dropout": 0.5}
+    torch.manual_seed(0)
+    original = AlexNet(num_classes=10)
+    model = checkpoint.build_model()
+    assert not model.training
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor)
+    assert checkpoint.weights_sha256 == weights_sha256(original.state_dict())
+
+
+def test_no_temporary_file_left(tmp_path: Path) -> None:
+    save_checkpoint(
+        tmp_path / "a.safetensors",
+        AlexNet(),
+        model_args={"num_classes": 10},
+        classes=CIFAR10_CLASSES,
+        preprocess=PreprocessSpec(),
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_truncated_file(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.safetensors"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:100_000])
+    with pytest.raises(CheckpointError, match=r"truncated\.safetensors"):
+        load_checkpoint(broken)
+
+
+def test_pickle_file_is_refused_without_unpickling(tmp_path: Path) -> None:
+    pickled = tmp_path / "model.safetensors"
+    torch.save({"weights": torch.zeros(3)}, pickled)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(pickled)
+
+
+def test_flipped_weight_byte_fails_the_checksum(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    altered = tmp_path / "altered.safetensors"
+    shutil.copy(tiny_checkpoint, altered)
+    data = bytearray(altered.read_bytes())
+    data[-10] ^= 0xFF  # inside the last tensor's bytes
+    altered.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(altered)
+
+
+def test_foreign_safetensors_file(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign, metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="not an alexnet-service checkpoint"):
+        load_checkpoint(foreign)
+
+
+def rewrite_metadata(source: Path, target: Path, **changes: str) -> None:
+    """Copy a checkpoint with some metadata values replaced (the header is JSON after an 8-byte length)."""
+    data = source.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"].update(changes)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    target.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format_version": "99"}, "format version 99 is not supported"),
+        ({"classes": json.dumps(["cat", "dog"])}, "2 class names for 10 model outputs"),
+        ({"model_args": "{not json"}, "metadata is malformed"),
+        ({"model_args": json.dumps({"num_classes": 10, "width": 3})}, "model_args do not fit"),
+    ],
+)
+def test_bad_metadata(tiny_checkpoint: Path, tmp_path: Path, changes: dict, message: str) -> None:
+    bad = tmp_path / "bad.safetensors"
+    rewrite_metadata(tiny_checkpoint, bad, **changes)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(bad)
+
+
+def test_weights_of_another_shape(tmp_path: Path) -> None:
+    state = {k: v for k, v in AlexNet(num_classes=10).state_dict().items()}
+    state["classifier.6.weight"] = torch.zeros(10, 10)
+    path = tmp_path / "wrong.safetensors"
+    meta = {
+        "format": "alexnet-service-checkpoint",
+        "format_version": "1",
+        "model_args": json.dumps({"num_classes": 10}),
+        "classes": json.dumps(list(CIFAR10_CLASSES)),
+        "preprocess": json.dumps(PreprocessSpec().to_dict()),
+        "weights_sha256": weights_sha256(state),
+    }
+    save_file(state, path, metadata=meta)
+    with pytest.raises(CheckpointError, match=r"classifier.6.weight has shape \(10, 10\)"):
+        load_checkpoint(path)
