@@ -1,0 +1,119 @@
+"""Start a server as a subprocess on a free loopback port, wait until it is ready, measure it, stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server: a command with ``{port}`` in it, extra environment, a health path."""
+
+    name: str
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+    description: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen, timeout_s: float) -> None:
+    """Poll the health endpoint until it answers 200; fail early if the process dies."""
+    deadline = time.monotonic() + timeout_s
+    url = f"http://{LOOPBACK}:{port}{path}"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before it was ready")
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
+
+
+def process_tree_cpu_s(root_pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (LitServe runs several)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    port: int
+    process: subprocess.Popen
+
+    def cpu_s(self) -> float:
+        return process_tree_cpu_s(self.process.pid)
+
+
+@contextlib.contextmanager
+def start_server(spec: ServerSpec, log_path: Path, ready_timeout_s: float = 180.0) -> Iterator[RunningServer]:
+    """Run the server for the duration of the block; its output goes to ``log_path``."""
+    port = free_port()
+    command = [part.format(port=port, host=LOOPBACK) for part in spec.command]
+    env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        # A new session, so stopping it takes every process it started (LitServe's workers) with it.
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            started = time.monotonic()
+            wait_ready(port, spec.health_path, process, ready_timeout_s)
+            logger.info("%s ready on port %d after %.1f s", spec.name, port, time.monotonic() - started)
+            yield RunningServer(spec, port, process)
+        finally:
+            stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after the grace period."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("server %d ignored SIGTERM for %.0f s: killing it", process.pid, grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if any
+    process.wait()

@@ -1,0 +1,103 @@
+"""The same model served by LitServe, through the project's own decoding and preprocessing.
+
+Each upload goes through ``models.load_image`` (reduced JPEG decoding, centre square, 32x32), the batch
+through ``models.Preprocess`` and one forward pass, exactly as this service does; LitServe batches
+requests with the same maximum size and wait as the service. What differs is the serving machinery:
+LitServe's HTTP process hands each parsed request to an inference worker process through a queue,
+and the worker decodes, batches and predicts.
+
+Run: python -m benchmarks.servers.litserve_server --checkpoint ckpt.safetensors --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import litserve as ls
+import numpy as np
+import torch
+from fastapi import HTTPException
+
+from models import ImageError, Preprocess, load_checkpoint, load_image
+
+logger = logging.getLogger(__name__)
+
+
+class AlexNetAPI(ls.LitAPI):
+    """Uploads in the multipart field ``file`` (one or many) -> {"predictions": [...]}, in order."""
+
+    def __init__(self, checkpoint_path: str, max_batch_size: int, batch_timeout: float) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.checkpoint_path = checkpoint_path
+        self.max_images = max_batch_size  # images per forward pass, as the service counts them
+
+    def setup(self, device: str) -> None:
+        checkpoint = load_checkpoint(self.checkpoint_path)
+        self.device = torch.device(device)
+        self.classes = checkpoint.classes
+        self.model = checkpoint.build_model().to(self.device)
+        self.preprocess = Preprocess(checkpoint.preprocess).to(self.device)
+        self.source_size = checkpoint.preprocess.source_size
+        with torch.inference_mode():  # warm up, as the service does, so the first request is not slower
+            self.model(self.preprocess(torch.zeros(1, 3, self.source_size, self.source_size, dtype=torch.uint8)))
+
+    def decode_request(self, request) -> np.ndarray:  # request: starlette FormData
+        uploads = request.getlist("file")
+        if not uploads:
+            raise HTTPException(422, "no file uploaded in the field 'file'")
+        try:
+            return np.stack([load_image(u.file.read(), size=self.source_size) for u in uploads])  # (k, s, s, 3)
+        except ImageError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return inputs  # requests may carry several images each: predict concatenates them
+
+    def predict(self, requests: list[np.ndarray]) -> list[tuple[list[int], list[float]]]:
+        counts = [len(images) for images in requests]
+        pixels = torch.from_numpy(np.concatenate(requests)).permute(0, 3, 1, 2)  # (N, 3, s, s) uint8
+        indices, probabilities = [], []
+        with torch.inference_mode():
+            for chunk in pixels.split(self.max_images):  # many-image requests: bounded forward passes
+                logits = self.model(self.preprocess(chunk.to(self.device)))  # (n, classes)
+                best = torch.softmax(logits, dim=1).max(dim=1)
+                indices += best.indices.tolist()
+                probabilities += best.values.tolist()
+        bounds = np.cumsum([0, *counts])
+        return [
+            (indices[a:b], probabilities[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
+    def unbatch(self, output: list) -> list:
+        return output
+
+    def encode_response(self, output: tuple[list[int], list[float]]) -> dict[str, list[dict[str, object]]]:
+        indices, probabilities = output
+        return {
+            "predictions": [
+                {"label": self.classes[i], "probability": p} for i, p in zip(indices, probabilities, strict=True)
+            ]
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch-size", type=int, default=32, help="requests per batch (default: 32)")
+    parser.add_argument("--batch-timeout-ms", type=float, default=5.0, help="longest wait to fill a batch")
+    parser.add_argument(
+        "--fast-queue", action=argparse.BooleanOptionalAction, default=True,
+        help="ZeroMQ between the HTTP and inference processes, LitServe's advice above ~100 requests/s",
+    )  # fmt: skip
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0)
+    server = ls.LitServer(api, accelerator=args.device, devices=1, workers_per_device=1, fast_queue=args.fast_queue)
+    server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False, access_log=False)
+
+
+if __name__ == "__main__":
+    main()
