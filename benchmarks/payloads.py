@@ -46,7 +46,9 @@ def cifar_arrays(count: int, data_dir: Path | None = DEFAULT_CIFAR_DIR, seed: in
     logger.warning("no CIFAR test images in %s: generating 32x32 pictures instead", data_dir)
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, 255, 32)[None, :, None]  # a gradient, so the PNG is not pure noise
-    return [np.clip(ramp * rng.random(3) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8) for _ in range(count)]
+    return [
+        np.clip(ramp * rng.random(3) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8) for _ in range(count)
+    ]
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -45,10 +45,9 @@ def wait_ready(port: int, path: str, process: subprocess.Popen, timeout_s: float
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} before it was ready")
-        with contextlib.suppress(urllib.error.URLError, OSError):
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
+        with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
         time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
 

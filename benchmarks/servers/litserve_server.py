@@ -12,6 +12,7 @@ Run: python -m benchmarks.servers.litserve_server --checkpoint ckpt.safetensors 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 
 import litserve as ls
@@ -65,9 +66,7 @@ class AlexNetAPI(ls.LitAPI):
                 indices += best.indices.tolist()
                 probabilities += best.values.tolist()
         bounds = np.cumsum([0, *counts])
-        return [
-            (indices[a:b], probabilities[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
+        return [(indices[a:b], probabilities[a:b]) for a, b in itertools.pairwise(bounds)]
 
     def unbatch(self, output: list) -> list:
         return output
@@ -89,9 +88,11 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32, help="requests per batch (default: 32)")
     parser.add_argument("--batch-timeout-ms", type=float, default=5.0, help="longest wait to fill a batch")
     parser.add_argument(
-        "--fast-queue", action=argparse.BooleanOptionalAction, default=True,
+        "--fast-queue",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="ZeroMQ between the HTTP and inference processes, LitServe's advice above ~100 requests/s",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0)

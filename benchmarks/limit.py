@@ -1,0 +1,93 @@
+"""The ceiling a server can approach: the model's forward pass in-process, and what decoding costs.
+
+The limit runs ``Preprocess`` + the network + softmax on pre-decoded uint8 CIFAR images already in
+memory, at each batch size of a sweep, with no HTTP, no decoding and no queue. A server that decodes
+its uploads too can only come near it when decoding is cheap (32x32 PNGs); for photos the decode cost,
+measured here per image on one thread, adds to every image.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from benchmarks.payloads import Upload
+from models import Checkpoint, Preprocess, load_image
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_repeated(step: Callable[[], object], min_seconds: float, min_repeats: int = 3) -> tuple[float, int]:
+    """(seconds per call, calls) after one untimed call: repeats until both minimums are met."""
+    step()
+    repeats, started = 0, time.perf_counter()
+    while repeats < min_repeats or time.perf_counter() - started < min_seconds:
+        step()
+        repeats += 1
+    return (time.perf_counter() - started) / repeats, repeats
+
+
+def forward_sweep(
+    checkpoint: Checkpoint,
+    images: Sequence[np.ndarray],
+    device: torch.device,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    seconds_per_size: float = 3.0,
+) -> list[dict[str, float]]:
+    """images/s of preprocess + forward + softmax at each batch size, on pre-decoded images."""
+    model = checkpoint.build_model().to(device)
+    preprocess = Preprocess(checkpoint.preprocess).to(device)
+    pool = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)  # (M, 3, 32, 32) uint8
+    rows = []
+    for size in batch_sizes:
+        batch = pool[torch.arange(size) % len(pool)]  # (size, 3, 32, 32)
+
+        def step(batch: torch.Tensor = batch) -> None:
+            with torch.inference_mode():
+                torch.softmax(model(preprocess(batch)), dim=1).max(dim=1)
+            _synchronize(device)
+
+        seconds, repeats = time_repeated(step, seconds_per_size)
+        rows.append(
+            {"batch_size": size, "images_per_s": size / seconds, "ms_per_batch": seconds * 1000, "repeats": repeats}
+        )
+    return rows
+
+
+def decode_costs(uploads_by_kind: dict[str, list[Upload]], input_size: int, seconds: float = 1.5) -> dict[str, dict]:
+    """ms per image, on one thread: the project's ``load_image`` and the tutorial's full-size decode."""
+    tutorial = transforms.Compose([transforms.Resize((input_size, input_size)), transforms.ToTensor()])
+    costs = {}
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ToTensor's conversion would otherwise spread over the cores
+    try:
+        for kind, uploads in uploads_by_kind.items():
+            blobs = [u.data for u in uploads]
+            turns = itertools.cycle(blobs)  # a different picture each call
+
+            def ours(turns: Iterator[bytes] = turns) -> None:
+                load_image(next(turns))
+
+            def theirs(turns: Iterator[bytes] = turns) -> None:
+                tutorial(Image.open(io.BytesIO(next(turns))).convert("RGB"))
+
+            costs[kind] = {
+                "mean_bytes": sum(map(len, blobs)) / len(blobs),
+                "load_image_ms": time_repeated(ours, seconds)[0] * 1000,
+                "tutorial_decode_ms": time_repeated(theirs, seconds)[0] * 1000,
+            }
+    finally:
+        torch.set_num_threads(previous_threads)
+    return costs

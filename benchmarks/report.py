@@ -1,0 +1,257 @@
+"""Turn a serving run's results into the targets check, a Markdown section and a latency/throughput plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+SERVER_LABELS = {
+    "service": "this service",
+    "service-nobatch": "this service, batching off",
+    "plain-fastapi": "plain FastAPI",
+    "litserve": "LitServe",
+}
+
+
+def find_row(rows: list[dict], server: str, kind: str, images: int, concurrency: int | None = None) -> list[dict]:
+    return [
+        r
+        for r in rows
+        if r.get("server") == server
+        and r.get("kind") == kind
+        and r.get("images_per_request") == images
+        and (concurrency is None or r.get("concurrency") == concurrency)
+    ]
+
+
+def _target(name: str, measured: float | None, required: float | None, higher_is_better: bool = True) -> dict:
+    if measured is None or required is None or math.isnan(measured) or math.isnan(required):
+        return {"target": name, "measured": measured, "required": required, "met": None}
+    met = measured >= required if higher_is_better else measured <= required
+    # by how much it is missed (or beaten), relative to what was required
+    margin = (measured - required) / required * (1 if higher_is_better else -1) if required else math.nan
+    return {
+        "target": name,
+        "measured": round(measured, 2),
+        "required": round(required, 2),
+        "met": met,
+        "margin_pct": round(100 * margin, 1),
+    }
+
+
+def _rate(rows: list[dict], server: str, kind: str, images: int, concurrency: int, key: str = "images_per_s"):
+    found = find_row(rows, server, kind, images, concurrency)
+    return found[0][key] if found and found[0]["requests"] else None
+
+
+def _p99(rows: list[dict], server: str, kind: str, concurrency: int):
+    found = find_row(rows, server, kind, 1, concurrency)
+    return found[0]["latency_ms"]["p99"] if found and found[0]["requests"] else None
+
+
+def _times(value, factor: float):
+    return None if value is None else value * factor
+
+
+def check_targets(results: dict) -> list[dict]:
+    """The issue's targets against what this run measured (32 clients, one image per request)."""
+    rows = results["results"]
+    if results["settings"]["device"] == "cuda":
+        best_single = max(
+            (r["requests_per_s"] for r in find_row(rows, "service", "cifar", 1) if r["requests"]), default=None
+        )
+        best_multi = max(
+            (r["images_per_s"] for r in find_row(rows, "service", "cifar", 64) if r["requests"]), default=None
+        )
+        return [
+            _target("GPU: single-image requests/s (best level)", best_single, 2000.0),
+            _target("GPU: images/s in 64-image requests (best level)", best_multi, 10000.0),
+        ]
+    c = 32
+    ours = _rate(rows, "service", "cifar", 1, c)
+    photo = _rate(rows, "service", "photo", 1, c)
+    limit = results["limit"]["best"]["images_per_s"] if results.get("limit") else None
+    return [
+        _target("cifar, 32 clients: >= 90% of the in-process limit", ours, _times(limit, 0.9)),
+        _target(
+            "cifar, 32 clients: >= 2.5x plain FastAPI", ours, _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5)
+        ),
+        _target("cifar, 32 clients: >= 1.3x LitServe", ours, _times(_rate(rows, "litserve", "cifar", 1, c), 1.3)),
+        _target(
+            "cifar, 32 clients: p99 no worse than LitServe's (ms)",
+            _p99(rows, "service", "cifar", c),
+            _p99(rows, "litserve", "cifar", c),
+            higher_is_better=False,
+        ),
+        _target(
+            "photo, 32 clients: >= 3x plain FastAPI", photo, _times(_rate(rows, "plain-fastapi", "photo", 1, c), 3.0)
+        ),
+        _target("photo, 32 clients: no slower than LitServe", photo, _rate(rows, "litserve", "photo", 1, c)),
+    ]
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _machine_line(machine: dict) -> str:
+    gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    return (
+        f"{machine['cpu']}, {machine['cpu_cores']} cores, {machine['memory_gib']} GiB{gpu}; device "
+        f"`{machine['device']}`, torch threads {machine['torch_threads']}; Python {machine['python']}; "
+        f"{packages}. Load average at start: {machine['load_average_at_start']}."
+    )
+
+
+def _scenario_tables(results: dict) -> list[str]:
+    lines = []
+    rows = [r for r in results["results"] if "failed" not in r]
+    keys = sorted({(r["kind"], r["images_per_request"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    for kind, images in keys:
+        size = results["settings"]["upload_bytes"][kind] / 1024
+        what = "32x32 CIFAR PNGs" if kind == "cifar" else "3000x2000 JPEGs"
+        lines += [
+            f"#### {what} (about {size:,.0f} KB each), {images} per request",
+            "",
+            "| server | clients | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors "
+            "| server CPU (cores) | client CPU (cores) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        cells = [r for r in rows if (r["kind"], r["images_per_request"]) == (kind, images)]
+        for r in sorted(cells, key=lambda r: (r["concurrency"], list(SERVER_LABELS).index(r["server"]))):
+            lat = r["latency_ms"]
+            errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
+            lines.append(
+                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {_fmt(r['images_per_s'])} | "
+                f"{_fmt(r['requests_per_s'])} | {_fmt(lat['p50'])} | {_fmt(lat['p95'])} | {_fmt(lat['p99'])} | "
+                f"{errors} | {_fmt(r['server_cpu_cores'], 2)} | {_fmt(r['client_cpu_cores'], 2)} |"
+            )
+        lines.append("")
+    failed = [r for r in results["results"] if "failed" in r]
+    for r in failed:
+        lines += [f"**{SERVER_LABELS[r['server']]} was not measured**: {r['failed']}.", ""]
+    return lines
+
+
+def _limit_tables(limit: dict) -> list[str]:
+    lines = [
+        "#### The limit: preprocess + forward in-process on pre-decoded 32x32 images",
+        "",
+        "| batch size | " + " | ".join(str(r["batch_size"]) for r in limit["sweep"]) + " |",
+        "| --- |" + " ---: |" * len(limit["sweep"]),
+        "| images/s | " + " | ".join(_fmt(r["images_per_s"]) for r in limit["sweep"]) + " |",
+        "| ms per batch | " + " | ".join(_fmt(r["ms_per_batch"]) for r in limit["sweep"]) + " |",
+        "",
+        f"Best: **{_fmt(limit['best']['images_per_s'])} images/s** at batch {limit['best']['batch_size']}.",
+        "",
+        "#### Decoding, one thread, ms per image",
+        "",
+        "| upload | size | `models.load_image` (reduced decode to 32x32) "
+        "| tutorial (full decode, Resize 224, ToTensor) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for kind, cost in limit["decode"].items():
+        lines.append(
+            f"| {kind} | {cost['mean_bytes'] / 1024:,.0f} KB | {_fmt(cost['load_image_ms'], 2)} | "
+            f"{_fmt(cost['tutorial_decode_ms'], 2)} |"
+        )
+    return [*lines, ""]
+
+
+def _targets_table(targets: list[dict]) -> list[str]:
+    lines = ["#### Targets", "", "| target | measured | required | result |", "| --- | ---: | ---: | --- |"]
+    for t in targets:
+        if t["met"] is None:
+            verdict = "not measured"
+        else:
+            verdict = ("met" if t["met"] else "**missed**") + f" ({t['margin_pct']:+.1f}%)"
+        lines.append(f"| {t['target']} | {_fmt(t['measured'])} | {_fmt(t['required'])} | {verdict} |")
+    return [*lines, ""]
+
+
+def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: Path | None = None) -> str:
+    settings = results["settings"]
+    lines = [
+        f"Measured on: {_machine_line(results['machine'])}",
+        "",
+        f"Command: `{results['command']}` ({results['elapsed_s']:.0f} s). Each level: {settings['warmup_s']:g} s "
+        f"warm-up, then {settings['duration_s']:g} s measured; closed loop (each client sends its next request "
+        f"when the last is answered). Batching for the service's default and LitServe: up to "
+        f"{settings['max_batch_size']} images, {settings['max_wait_ms']:g} ms wait.",
+        "",
+    ]
+    if results.get("limit"):
+        lines += _limit_tables(results["limit"])
+    lines += _scenario_tables(results)
+    lines += _targets_table(results["targets"])
+    if plot_path is not None:
+        link = os.path.relpath(plot_path, relative_to) if relative_to else str(plot_path)
+        lines += [f"![latency against throughput]({link})", ""]
+    return "\n".join(lines)
+
+
+def replace_section(path: Path, name: str, content: str) -> None:
+    """Put ``content`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appended if absent)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{content.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else ""
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def plot_latency_throughput(results: dict, path: Path) -> None:
+    """p50 (solid) and p99 (dashed) latency against images/s, one line per server, one panel per upload kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["results"] if "failed" not in r and r["images_per_request"] == 1 and r["requests"]]
+    kinds = sorted({r["kind"] for r in rows}) or ["cifar"]
+    figure, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.8), squeeze=False)
+    for axis, kind in zip(axes[0], kinds, strict=True):
+        for index, server in enumerate(SERVER_LABELS):
+            points = sorted(find_row(rows, server, kind, 1), key=lambda r: r["concurrency"])
+            if not points:
+                continue
+            color = f"C{index}"
+            x = [p["images_per_s"] for p in points]
+            axis.plot(
+                x, [p["latency_ms"]["p50"] for p in points], "o-", color=color, label=f"{SERVER_LABELS[server]} p50"
+            )
+            axis.plot(x, [p["latency_ms"]["p99"] for p in points], "x--", color=color, alpha=0.6, label="p99")
+            for p in points:
+                axis.annotate(
+                    str(p["concurrency"]),
+                    (p["images_per_s"], p["latency_ms"]["p50"]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                )
+        if kind == "cifar" and results.get("limit"):
+            axis.axvline(
+                results["limit"]["best"]["images_per_s"], color="gray", linestyle=":", label="in-process limit"
+            )
+        axis.set_yscale("log")
+        axis.set_xlabel("throughput (images/s)")
+        axis.set_ylabel("latency (ms, log scale)")
+        axis.set_title(f"{kind}: one image per request (numbers: concurrent clients)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7, ncol=2)
+    machine = results["machine"]
+    figure.suptitle(
+        f"AlexNet serving, {machine['device']} on {machine['cpu_cores']} cores"
+        + (f", {machine['gpu']}" if machine.get("gpu") else ""),
+        fontsize=10,
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

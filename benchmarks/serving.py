@@ -1,0 +1,257 @@
+"""Serving benchmark: this service against a plain FastAPI server, LitServe and the in-process limit.
+
+    python -m benchmarks.serving --out docs/benchmarks --plot docs/images/serving-latency-throughput.png \
+        --update-doc docs/benchmarks.md          # the full run: about 8 minutes on 2 CPU cores
+    python -m benchmarks.serving --quick --out /tmp/bench   # a smoke test: about 2 minutes
+
+Every server is started in turn as a subprocess on a free loopback port with the same random-weight
+checkpoint (the real network at 224x224: timings do not depend on the weights) and the same device, is
+driven by the same load generator through the same scenarios, and is stopped before the next starts.
+A scenario is ``KIND:IMAGES:LEVELS``: ``cifar:1:1,8,32`` sends one 32x32 PNG per request at 1, 8 and 32
+concurrent clients; ``photo`` sends 6-megapixel JPEGs. Traffic stays on 127.0.0.1, and the run is
+bounded: warm-up + duration per level, a request timeout, and a fixed list of levels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks import report
+from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep
+from benchmarks.loadgen import LoadSpec, run_load
+from benchmarks.machine import describe_machine
+from benchmarks.payloads import DEFAULT_CIFAR_DIR, IMAGE_KINDS, cifar_arrays, make_uploads, multipart_body
+from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_batching_defaults
+from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCENARIOS = ("cifar:1:1,8,32", "photo:1:1,8,32", "cifar:64:1,4")
+QUICK_SCENARIOS = ("cifar:1:1,8", "photo:1:4", "cifar:16:2")
+DISTINCT_IMAGES = {"cifar": 64, "photo": 16}  # distinct pictures per kind: requests rotate through them
+
+
+@dataclass(frozen=True)
+class Scenario:
+    kind: str
+    images_per_request: int
+    levels: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        try:
+            kind, images, levels = text.split(":")
+            scenario = cls(kind, int(images), tuple(int(x) for x in levels.split(",")))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected KIND:IMAGES:LEVELS, e.g. cifar:1:1,8,32") from exc
+        if kind not in IMAGE_KINDS or scenario.images_per_request < 1 or min(scenario.levels) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: kind one of {IMAGE_KINDS}, positive numbers")
+        return scenario
+
+    def label(self) -> str:
+        return f"{self.kind} x{self.images_per_request}"
+
+
+def write_random_checkpoint(path: Path, input_size: int) -> Path:
+    torch.manual_seed(0)
+    model = AlexNet(num_classes=len(CIFAR10_CLASSES))
+    save_checkpoint(
+        path,
+        model,
+        model_args={"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5},
+        classes=CIFAR10_CLASSES,
+        preprocess=PreprocessSpec(input_size=input_size),
+        config={"note": "random weights for benchmarks"},
+    )
+    return path
+
+
+def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
+    """Distinct bodies of ``per_request`` images each, cycling through the uploads."""
+    count = max(1, len(uploads) // per_request) if per_request <= len(uploads) else 1
+    groups = [[uploads[(i * per_request + j) % len(uploads)] for j in range(per_request)] for i in range(count)]
+    return tuple(multipart_body(group)[0] for group in groups)
+
+
+def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path) -> list[dict]:
+    """Every scenario and level against one server; a server that fails to start is recorded, not fatal."""
+    rows = []
+    try:
+        with start_server(spec, log_dir / f"{spec.name}.log") as server:
+            for scenario in scenarios:
+                bodies = request_bodies(uploads[scenario.kind], scenario.images_per_request)
+                content_type = multipart_body(uploads[scenario.kind][:1])[1]
+                for level in scenario.levels:
+                    load = LoadSpec(
+                        LOOPBACK,
+                        server.port,
+                        bodies,
+                        content_type,
+                        scenario.images_per_request,
+                        level,
+                        args.warmup,
+                        args.duration,
+                        timeout_s=args.request_timeout,
+                    )
+                    cpu_before = server.cpu_s()
+                    result = run_load(load, processes=args.client_processes)
+                    server_cpu = server.cpu_s() - cpu_before
+                    row = {
+                        "server": spec.name,
+                        "kind": scenario.kind,
+                        "images_per_request": scenario.images_per_request,
+                        "concurrency": level,
+                        **result.summary.to_dict(),
+                        "server_cpu_cores": round(server_cpu / result.wall_s, 2),
+                        "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
+                    }
+                    logger.info(
+                        "%-16s %-9s c=%-3d %8.1f img/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
+                        spec.name,
+                        scenario.label(),
+                        level,
+                        row["images_per_s"],
+                        row["latency_ms"]["p50"],
+                        row["latency_ms"]["p99"],
+                        row["error_count"],
+                    )
+                    rows.append(row)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        logger.error("%s could not be benchmarked: %s (see %s)", spec.name, exc, log_dir / f"{spec.name}.log")
+        rows.append({"server": spec.name, "failed": str(exc)})
+    return rows
+
+
+def run_limit(checkpoint_path: Path, device: torch.device, uploads, cifar_dir: Path, quick: bool) -> dict:
+    checkpoint = load_checkpoint(checkpoint_path)
+    sizes = (1, 8, 32) if quick else BATCH_SIZES
+    sweep = forward_sweep(
+        checkpoint, cifar_arrays(DISTINCT_IMAGES["cifar"], cifar_dir), device, sizes, 0.5 if quick else 3.0
+    )
+    best = max(sweep, key=lambda row: row["images_per_s"])
+    costs = decode_costs(
+        {k: v[:16] for k, v in uploads.items()}, checkpoint.preprocess.input_size, 0.5 if quick else 1.5
+    )
+    for row in sweep:
+        logger.info("limit batch %-3d %8.1f img/s", row["batch_size"], row["images_per_s"])
+    return {"sweep": sweep, "best": best, "decode": costs}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serving benchmark (see docs/benchmarks.md).")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="folder for serving.json/.md")
+    parser.add_argument("--plot", type=Path, help="PNG of latency against throughput (default: OUT/serving.png)")
+    parser.add_argument("--update-doc", type=Path, help="replace the generated section of this Markdown file")
+    parser.add_argument("--servers", default=",".join(SERVER_NAMES), help=f"comma list from {SERVER_NAMES}")
+    parser.add_argument("--scenario", action="append", type=Scenario.parse, help="KIND:IMAGES:LEVELS (repeat)")
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per level (default 8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each level (default 2)")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is an error")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for every server and the limit")
+    parser.add_argument("--checkpoint", type=Path, help="serve this checkpoint (default: random weights, 224 input)")
+    parser.add_argument("--input-size", type=int, default=224, help="input size of the random checkpoint")
+    parser.add_argument("--max-batch-size", type=int, help="LitServe's batch (default: the service's own default)")
+    parser.add_argument("--max-wait-ms", type=float, help="LitServe's wait (default: the service's own default)")
+    parser.add_argument("--client-processes", type=int, default=1, help="client processes (more on big hosts)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
+    parser.add_argument("--cifar-dir", type=Path, default=DEFAULT_CIFAR_DIR, help="CIFAR test images (optional)")
+    parser.add_argument("--no-limit", action="store_true", help="skip the in-process limit")
+    parser.add_argument("--quick", action="store_true", help="smoke test: short levels, few scenarios")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = min(args.duration, 2.0), min(args.warmup, 1.0)
+    args.scenarios = args.scenario or [
+        Scenario.parse(s) for s in (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)
+    ]
+    args.server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = set(args.server_names) - set(SERVER_NAMES)
+    if unknown:
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {SERVER_NAMES}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    started = time.monotonic()
+    machine = describe_machine(args.device)
+    default_batch, default_wait = service_batching_defaults()
+    max_batch = args.max_batch_size or default_batch
+    max_wait = default_wait if args.max_wait_ms is None else args.max_wait_ms
+    levels = sum(len(s.levels) for s in args.scenarios) * len(args.server_names)
+    logger.info(
+        "%d servers x %d levels, about %.0f s of load",
+        len(args.server_names),
+        levels,
+        levels / len(args.server_names) * len(args.server_names) * (args.duration + args.warmup),
+    )
+    kinds = sorted({s.kind for s in args.scenarios})  # photos take seconds to make: only what is sent
+    uploads = {kind: make_uploads(kind, DISTINCT_IMAGES[kind], args.cifar_dir) for kind in kinds}
+    with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as scratch:
+        checkpoint = args.checkpoint or write_random_checkpoint(Path(scratch) / "random.safetensors", args.input_size)
+        limit = (
+            None
+            if args.no_limit
+            else run_limit(checkpoint, torch.device(args.device), uploads, args.cifar_dir, args.quick)
+        )
+        specs = server_specs(args.python, checkpoint, args.device, max_batch, max_wait)
+        rows = []
+        for name in args.server_names:
+            if name == "litserve" and not litserve_installed():
+                logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
+                rows.append({"server": name, "failed": "litserve not installed"})
+                continue
+            rows += bench_server(specs[name], args.scenarios, uploads, args, args.out / "logs")
+    results = {
+        "command": "python -m benchmarks.serving " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine,
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "device": args.device,
+            "max_batch_size": max_batch,
+            "max_wait_ms": max_wait,
+            "client_processes": args.client_processes,
+            "scenarios": [s.__dict__ for s in args.scenarios],
+            "input_size": args.input_size,
+            "upload_bytes": {k: round(sum(len(u.data) for u in v) / len(v)) for k, v in uploads.items()},
+        },
+        "servers": {name: specs[name].description for name in args.server_names},
+        "limit": limit,
+        "results": rows,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    results["targets"] = report.check_targets(results)
+    write_outputs(results, args)
+    return results
+
+
+def write_outputs(results: dict, args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot = args.plot or args.out / "serving.png"
+    report.plot_latency_throughput(results, plot)
+    markdown = report.serving_markdown(results, plot_path=plot, relative_to=(args.update_doc or args.out / "x").parent)
+    (args.out / "serving.md").write_text(markdown)
+    if args.update_doc:
+        report.replace_section(args.update_doc, "serving", markdown)
+    logger.info(
+        "wrote %s, %s and %s in %.0f s", args.out / "serving.json", args.out / "serving.md", plot, results["elapsed_s"]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Targets, the generated Markdown section and the plot, from a small hand-made result."""
+
+from benchmarks import report
+
+
+def _row(server, kind, images_per_s, p99, concurrency=32, images=1):
+    return {
+        "server": server, "kind": kind, "images_per_request": images, "concurrency": concurrency,
+        "requests": 100, "images_per_s": images_per_s, "requests_per_s": images_per_s / images, "errors": {},
+        "error_count": 0, "latency_ms": {"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99, "mean": p99 / 2, "max": p99},
+        "server_cpu_cores": 1.8, "client_cpu_cores": 0.1,
+    }  # fmt: skip
+
+
+def _results():
+    rows = [
+        _row("service", "cifar", 250.0, 200.0),
+        _row("plain-fastapi", "cifar", 90.0, 900.0),
+        _row("litserve", "cifar", 200.0, 180.0),
+        _row("service", "photo", 120.0, 400.0),
+        _row("plain-fastapi", "photo", 40.0, 1500.0),
+        {"server": "litserve", "failed": "did not start"},
+    ]
+    return {
+        "command": "python -m benchmarks.serving",
+        "machine": {"cpu": "test", "cpu_cores": 2, "memory_gib": 1, "gpu": None, "device": "cpu", "torch_threads": 2,
+                    "python": "3.11", "packages": {"torch": "2"}, "load_average_at_start": [0.1, 0.1, 0.1]},
+        "settings": {"device": "cpu", "duration_s": 8, "warmup_s": 2, "max_batch_size": 32, "max_wait_ms": 5,
+                     "upload_bytes": {"cifar": 2048, "photo": 450_000}},
+        "limit": {"sweep": [{"batch_size": 32, "images_per_s": 270.0, "ms_per_batch": 118.5}],
+                  "best": {"batch_size": 32, "images_per_s": 270.0},
+                  "decode": {"cifar": {"mean_bytes": 2048, "load_image_ms": 0.1, "tutorial_decode_ms": 0.6}}},
+        "results": rows,
+        "elapsed_s": 100.0,
+    }  # fmt: skip
+
+
+def test_targets_say_met_missed_and_by_how_much():
+    targets = {t["target"]: t for t in report.check_targets(_results())}
+    limit = targets["cifar, 32 clients: >= 90% of the in-process limit"]
+    assert limit["met"] is True and limit["required"] == 243.0
+    plain = targets["cifar, 32 clients: >= 2.5x plain FastAPI"]
+    assert plain["met"] is True and plain["margin_pct"] == 11.1  # 250 against 225
+    litserve = targets["cifar, 32 clients: >= 1.3x LitServe"]
+    assert litserve["met"] is False and litserve["margin_pct"] == -3.8  # 250 against 260
+    p99 = targets["cifar, 32 clients: p99 no worse than LitServe's (ms)"]
+    assert p99["met"] is False and p99["margin_pct"] == -11.1  # 200 ms against 180 ms
+    assert targets["photo, 32 clients: >= 3x plain FastAPI"]["met"] is True
+    assert targets["photo, 32 clients: no slower than LitServe"]["met"] is None  # nothing measured
+
+
+def test_gpu_targets_use_the_best_level():
+    results = _results()
+    results["settings"]["device"] = "cuda"
+    results["results"] = [_row("service", "cifar", 2500.0, 20.0, 64), _row("service", "cifar", 9000.0, 400.0, 4, 64)]
+    single, multi = report.check_targets(results)
+    assert single["met"] is True and single["measured"] == 2500.0
+    assert multi["met"] is False and multi["margin_pct"] == -10.0
+
+
+def test_markdown_has_every_table_and_names_a_failed_server(tmp_path):
+    results = _results()
+    results["targets"] = report.check_targets(results)
+    text = report.serving_markdown(results, plot_path=tmp_path / "images" / "plot.png", relative_to=tmp_path)
+    assert "| this service | 32 | 250.0 |" in text
+    assert "**LitServe was not measured**: did not start." in text
+    assert "**missed** (-3.8%)" in text
+    assert "![latency against throughput](images/plot.png)" in text
+
+
+def test_replace_section_is_idempotent_and_keeps_the_prose(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nprose before\n")
+    report.replace_section(doc, "serving", "first")
+    report.replace_section(doc, "serving", "second")
+    text = doc.read_text()
+    assert text.count("<!-- serving:begin -->") == 1
+    assert "second" in text and "first" not in text and "prose before" in text
+
+
+def test_plot_is_written(tmp_path):
+    path = tmp_path / "plot.png"
+    report.plot_latency_throughput(_results(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,74 @@
+"""The harness end to end, for real: a server subprocess on loopback, real uploads, real HTTP."""
+
+import asyncio
+import json
+import sys
+
+import pytest
+import torch
+
+from benchmarks import serving
+from benchmarks.limit import forward_sweep
+from benchmarks.loadgen import LoadSpec, read_response, run_load
+from benchmarks.payloads import cifar_arrays, make_uploads, multipart_body
+from benchmarks.servers.catalog import server_specs
+from benchmarks.servers.launch import LOOPBACK, start_server
+from models import load_checkpoint
+
+
+def test_read_response_handles_chunked_and_sized_bodies():
+    async def parse(raw: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return await read_response(reader)
+
+    sized = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    chunked = (
+        b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{\r\n1\r\n}\r\n0\r\n\r\n"
+    )
+    assert asyncio.run(parse(sized)) == (200, b"{}", True)
+    assert asyncio.run(parse(chunked)) == (503, b"{}", False)
+
+
+def test_uploads_are_deterministic_and_photos_are_photo_sized(tmp_path):
+    assert make_uploads("cifar", 3, tmp_path) == make_uploads("cifar", 3, tmp_path)  # no data: generated
+    photo = make_uploads("photo", 1, tmp_path)[0]
+    assert 150_000 < len(photo.data) < 1_500_000
+    with pytest.raises(ValueError):
+        make_uploads("gif", 1, tmp_path)
+
+
+def test_load_against_a_real_server_counts_answers_and_errors(tiny_checkpoint, tmp_path):
+    spec = server_specs(sys.executable, tiny_checkpoint, "cpu", 8, 5.0)["plain-fastapi"]
+    uploads = make_uploads("cifar", 4, tmp_path)
+    body, content_type = multipart_body(uploads[:2])
+    with start_server(spec, tmp_path / "plain.log") as server:
+        good = run_load(LoadSpec(LOOPBACK, server.port, (body,), content_type, 2, 2, 0.3, 1.0))
+        wrong_path = run_load(LoadSpec(LOOPBACK, server.port, (body,), content_type, 2, 1, 0.0, 0.5, path="/nope"))
+        assert server.cpu_s() > 0
+    assert good.summary.requests > 0 and good.summary.error_count == 0
+    assert good.summary.images == 2 * good.summary.requests
+    assert 0 < good.summary.latency_ms["p50"] <= good.summary.latency_ms["p99"]
+    assert wrong_path.summary.requests == 0 and set(wrong_path.summary.errors) == {"status_404"}
+
+
+def test_limit_sweep_times_every_batch_size(tiny_checkpoint, tmp_path):
+    rows = forward_sweep(load_checkpoint(tiny_checkpoint), cifar_arrays(3, tmp_path), torch.device("cpu"), (1, 4), 0.05)
+    assert [r["batch_size"] for r in rows] == [1, 4]
+    assert all(r["images_per_s"] > 0 and r["repeats"] >= 3 for r in rows)
+
+
+def test_quick_run_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path):
+    doc = tmp_path / "docs" / "benchmarks.md"
+    serving.main([
+        "--quick", "--servers", "plain-fastapi", "--checkpoint", str(tiny_checkpoint), "--scenario", "cifar:1:2",
+        "--duration", "1", "--warmup", "0.3", "--out", str(tmp_path / "out"), "--cifar-dir", str(tmp_path / "none"),
+        "--update-doc", str(doc), "--no-limit",
+    ])  # fmt: skip
+    results = json.loads((tmp_path / "out" / "serving.json").read_text())
+    (row,) = results["results"]
+    assert row["server"] == "plain-fastapi" and row["requests"] > 0 and row["error_count"] == 0
+    assert results["limit"] is None
+    assert (tmp_path / "out" / "serving.png").stat().st_size > 0
+    assert "| plain FastAPI | 2 |" in doc.read_text()
