@@ -31,7 +31,7 @@ from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import DEFAULT_CIFAR_DIR, IMAGE_KINDS, cifar_arrays, make_uploads, multipart_body
-from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_batching_defaults
+from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
 from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, load_checkpoint, save_checkpoint
 
@@ -188,9 +188,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.monotonic()
     machine = describe_machine(args.device)
-    default_batch, default_wait = service_batching_defaults()
-    max_batch = args.max_batch_size or default_batch
-    max_wait = default_wait if args.max_wait_ms is None else args.max_wait_ms
+    defaults = service_defaults()
+    max_batch = args.max_batch_size or defaults.max_batch_size
+    max_wait = defaults.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
+    most_files = max(s.images_per_request for s in args.scenarios)
+    max_files = most_files if most_files > defaults.max_files else None  # else the service's default stays
     levels = sum(len(s.levels) for s in args.scenarios) * len(args.server_names)
     logger.info(
         "%d servers x %d levels, about %.0f s of load",
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             if args.no_limit
             else run_limit(checkpoint, torch.device(args.device), uploads, args.cifar_dir, args.quick)
         )
-        specs = server_specs(args.python, checkpoint, args.device, max_batch, max_wait)
+        specs = server_specs(args.python, checkpoint, args.device, max_batch, max_wait, max_files)
         rows = []
         for name in args.server_names:
             if name == "litserve" and not litserve_installed():
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
             "device": args.device,
             "max_batch_size": max_batch,
             "max_wait_ms": max_wait,
+            "service_max_files": max_files,
             "client_processes": args.client_processes,
             "scenarios": [s.__dict__ for s in args.scenarios],
             "input_size": args.input_size,

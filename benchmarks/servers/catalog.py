@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.servers.launch import ServerSpec
@@ -13,24 +14,29 @@ logger = logging.getLogger(__name__)
 SERVER_NAMES = ("service", "service-nobatch", "plain-fastapi", "litserve")
 FALLBACK_MAX_BATCH_SIZE = 32  # images per forward pass, used only if the service's settings cannot be read
 FALLBACK_MAX_WAIT_MS = 5.0
+FALLBACK_MAX_FILES = 16
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")  # no per-request log lines, for every server
 
 
-def service_batching_defaults() -> tuple[int, float]:
-    """The service's own default max batch size (images) and max wait (ms), so LitServe gets the same."""
+@dataclass(frozen=True)
+class ServiceDefaults:
+    """The service's own defaults that the benchmark mirrors (LitServe's batching) or must respect."""
+
+    max_batch_size: int = FALLBACK_MAX_BATCH_SIZE  # images per forward pass
+    max_wait_ms: float = FALLBACK_MAX_WAIT_MS
+    max_files: int = FALLBACK_MAX_FILES  # files per request
+
+
+def service_defaults() -> ServiceDefaults:
+    """Read from the service's Settings, so LitServe batches exactly as the service does by default."""
     try:
         from app.config import Settings
 
         settings = Settings()
-        return int(settings.max_batch_size), float(settings.max_wait_ms)
-    except Exception as exc:  # the app not installed here, or its settings renamed: say so, use the fallback
-        logger.warning(
-            "could not read the service's batching defaults (%s): using %d images, %.0f ms",
-            exc,
-            FALLBACK_MAX_BATCH_SIZE,
-            FALLBACK_MAX_WAIT_MS,
-        )
-        return FALLBACK_MAX_BATCH_SIZE, FALLBACK_MAX_WAIT_MS
+        return ServiceDefaults(int(settings.max_batch_size), float(settings.max_wait_ms), int(settings.max_files))
+    except Exception as exc:  # the app not importable here, or its settings renamed: say so, use the fallback
+        logger.warning("could not read the service's defaults (%s): using %s", exc, ServiceDefaults())
+        return ServiceDefaults()
 
 
 def litserve_installed() -> bool:
@@ -38,11 +44,14 @@ def litserve_installed() -> bool:
 
 
 def server_specs(
-    python: str, checkpoint: Path, device: str, max_batch_size: int, max_wait_ms: float
+    python: str, checkpoint: Path, device: str, max_batch_size: int, max_wait_ms: float, max_files: int | None = None
 ) -> dict[str, ServerSpec]:
+    """``max_files``: raise the service's files-per-request limit (only for requests above its default)."""
     uvicorn = (python, "-m", "uvicorn")
     where = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
     service_env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": device}
+    if max_files is not None:
+        service_env["ALEXNET_MAX_FILES"] = str(max_files)
     return {
         "service": ServerSpec(
             "service",
