@@ -92,13 +92,13 @@ def check_targets(results: dict) -> list[dict]:
     ]
 
 
-def _fmt(value, digits: int = 1) -> str:
+def num(value, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:,.{digits}f}"
 
 
-def _machine_line(machine: dict) -> str:
+def machine_line(machine: dict) -> str:
     gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     return (
@@ -127,9 +127,9 @@ def _scenario_tables(results: dict) -> list[str]:
             lat = r["latency_ms"]
             errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
             lines.append(
-                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {_fmt(r['images_per_s'])} | "
-                f"{_fmt(r['requests_per_s'])} | {_fmt(lat['p50'])} | {_fmt(lat['p95'])} | {_fmt(lat['p99'])} | "
-                f"{errors} | {_fmt(r['server_cpu_cores'], 2)} | {_fmt(r['client_cpu_cores'], 2)} |"
+                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {num(r['images_per_s'])} | "
+                f"{num(r['requests_per_s'])} | {num(lat['p50'])} | {num(lat['p95'])} | {num(lat['p99'])} | "
+                f"{errors} | {num(r['server_cpu_cores'], 2)} | {num(r['client_cpu_cores'], 2)} |"
             )
         lines.append("")
     failed = [r for r in results["results"] if "failed" in r]
@@ -144,10 +144,10 @@ def _limit_tables(limit: dict) -> list[str]:
         "",
         "| batch size | " + " | ".join(str(r["batch_size"]) for r in limit["sweep"]) + " |",
         "| --- |" + " ---: |" * len(limit["sweep"]),
-        "| images/s | " + " | ".join(_fmt(r["images_per_s"]) for r in limit["sweep"]) + " |",
-        "| ms per batch | " + " | ".join(_fmt(r["ms_per_batch"]) for r in limit["sweep"]) + " |",
+        "| images/s | " + " | ".join(num(r["images_per_s"]) for r in limit["sweep"]) + " |",
+        "| ms per batch | " + " | ".join(num(r["ms_per_batch"]) for r in limit["sweep"]) + " |",
         "",
-        f"Best: **{_fmt(limit['best']['images_per_s'])} images/s** at batch {limit['best']['batch_size']}.",
+        f"Best: **{num(limit['best']['images_per_s'])} images/s** at batch {limit['best']['batch_size']}.",
         "",
         "#### Decoding, one thread, ms per image",
         "",
@@ -157,8 +157,8 @@ def _limit_tables(limit: dict) -> list[str]:
     ]
     for kind, cost in limit["decode"].items():
         lines.append(
-            f"| {kind} | {cost['mean_bytes'] / 1024:,.0f} KB | {_fmt(cost['load_image_ms'], 2)} | "
-            f"{_fmt(cost['tutorial_decode_ms'], 2)} |"
+            f"| {kind} | {cost['mean_bytes'] / 1024:,.0f} KB | {num(cost['load_image_ms'], 2)} | "
+            f"{num(cost['tutorial_decode_ms'], 2)} |"
         )
     return [*lines, ""]
 
@@ -170,14 +170,14 @@ def _targets_table(targets: list[dict]) -> list[str]:
             verdict = "not measured"
         else:
             verdict = ("met" if t["met"] else "**missed**") + f" ({t['margin_pct']:+.1f}%)"
-        lines.append(f"| {t['target']} | {_fmt(t['measured'])} | {_fmt(t['required'])} | {verdict} |")
+        lines.append(f"| {t['target']} | {num(t['measured'])} | {num(t['required'])} | {verdict} |")
     return [*lines, ""]
 
 
 def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: Path | None = None) -> str:
     settings = results["settings"]
     lines = [
-        f"Measured on: {_machine_line(results['machine'])}",
+        f"Measured on: {machine_line(results['machine'])}",
         "",
         f"Command: `{results['command']}` ({results['elapsed_s']:.0f} s). Each level: {settings['warmup_s']:g} s "
         f"warm-up, then {settings['duration_s']:g} s measured; closed loop (each client sends its next request "
