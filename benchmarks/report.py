@@ -139,15 +139,22 @@ def _scenario_tables(results: dict) -> list[str]:
 
 
 def _limit_tables(limit: dict) -> list[str]:
+    sizes = sorted({r["batch_size"] for r in limit["sweep"]})
     lines = [
-        "#### The limit: preprocess + forward in-process on pre-decoded 32x32 images",
+        "#### The limit: preprocess + forward in-process on pre-decoded 32x32 images, images/s",
         "",
-        "| batch size | " + " | ".join(str(r["batch_size"]) for r in limit["sweep"]) + " |",
-        "| --- |" + " ---: |" * len(limit["sweep"]),
-        "| images/s | " + " | ".join(num(r["images_per_s"]) for r in limit["sweep"]) + " |",
-        "| ms per batch | " + " | ".join(num(r["ms_per_batch"]) for r in limit["sweep"]) + " |",
+        "| layout \\ batch size | " + " | ".join(map(str, sizes)) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    for layout in dict.fromkeys(r.get("layout", "contiguous") for r in limit["sweep"]):
+        by_size = {
+            r["batch_size"]: r["images_per_s"] for r in limit["sweep"] if r.get("layout", "contiguous") == layout
+        }
+        lines.append(f"| {layout} | " + " | ".join(num(by_size.get(s)) for s in sizes) + " |")
+    best = limit["best"]
+    lines += [
         "",
-        f"Best: **{num(limit['best']['images_per_s'])} images/s** at batch {limit['best']['batch_size']}.",
+        f"Best: **{num(best['images_per_s'])} images/s** at batch {best['batch_size']}, {best.get('layout', '')}.",
         "",
         "#### Decoding, one thread, ms per image",
         "",

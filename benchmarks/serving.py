@@ -133,18 +133,14 @@ def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path) -> l
     return rows
 
 
-def run_limit(checkpoint_path: Path, device: torch.device, uploads, cifar_dir: Path, quick: bool) -> dict:
+def run_limit(checkpoint_path: Path, device: torch.device, uploads, cifar_dir: Path, seconds: float) -> dict:
     checkpoint = load_checkpoint(checkpoint_path)
-    sizes = (1, 8, 32) if quick else BATCH_SIZES
-    sweep = forward_sweep(
-        checkpoint, cifar_arrays(DISTINCT_IMAGES["cifar"], cifar_dir), device, sizes, 0.5 if quick else 3.0
-    )
+    sizes = (1, 8, 32) if seconds < 1 else BATCH_SIZES
+    sweep = forward_sweep(checkpoint, cifar_arrays(DISTINCT_IMAGES["cifar"], cifar_dir), device, sizes, seconds)
     best = max(sweep, key=lambda row: row["images_per_s"])
-    costs = decode_costs(
-        {k: v[:16] for k, v in uploads.items()}, checkpoint.preprocess.input_size, 0.5 if quick else 1.5
-    )
+    costs = decode_costs({k: v[:16] for k, v in uploads.items()}, checkpoint.preprocess.input_size, min(seconds, 1.5))
     for row in sweep:
-        logger.info("limit batch %-3d %8.1f img/s", row["batch_size"], row["images_per_s"])
+        logger.info("limit %-13s batch %-3d %8.1f img/s", row["layout"], row["batch_size"], row["images_per_s"])
     return {"sweep": sweep, "best": best, "decode": costs}
 
 
@@ -167,10 +163,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     parser.add_argument("--cifar-dir", type=Path, default=DEFAULT_CIFAR_DIR, help="CIFAR test images (optional)")
     parser.add_argument("--no-limit", action="store_true", help="skip the in-process limit")
+    parser.add_argument("--limit-seconds", type=float, default=2.0, help="timing per batch size of the limit")
     parser.add_argument("--quick", action="store_true", help="smoke test: short levels, few scenarios")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = min(args.duration, 2.0), min(args.warmup, 1.0)
+        args.limit_seconds = min(args.limit_seconds, 0.5)
     args.scenarios = args.scenario or [
         Scenario.parse(s) for s in (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)
     ]
@@ -207,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         limit = (
             None
             if args.no_limit
-            else run_limit(checkpoint, torch.device(args.device), uploads, args.cifar_dir, args.quick)
+            else run_limit(checkpoint, torch.device(args.device), uploads, args.cifar_dir, args.limit_seconds)
         )
         specs = server_specs(args.python, checkpoint, args.device, max_batch, max_wait, max_files)
         rows = []
