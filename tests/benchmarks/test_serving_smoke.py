@@ -55,7 +55,12 @@ def test_load_against_a_real_server_counts_answers_and_errors(tiny_checkpoint, t
 
 def test_limit_sweep_times_every_batch_size(tiny_checkpoint, tmp_path):
     rows = forward_sweep(load_checkpoint(tiny_checkpoint), cifar_arrays(3, tmp_path), torch.device("cpu"), (1, 4), 0.05)
-    assert [r["batch_size"] for r in rows] == [1, 4]
+    assert [(r["layout"], r["batch_size"]) for r in rows] == [
+        ("contiguous", 1),
+        ("contiguous", 4),
+        ("channels_last", 1),
+        ("channels_last", 4),
+    ]
     assert all(r["images_per_s"] > 0 and r["repeats"] >= 3 for r in rows)
 
 
