@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
     max_files = most_files if most_files > defaults.max_files else None  # else the service's default stays
     levels = sum(len(s.levels) for s in args.scenarios) * len(args.server_names)
     logger.info(
-        "%d servers x %d levels, about %.0f s of load",
+        "%d servers, %d levels in all, about %.0f s of load",
         len(args.server_names),
         levels,
-        levels / len(args.server_names) * len(args.server_names) * (args.duration + args.warmup),
+        levels * (args.duration + args.warmup),
     )
     kinds = sorted({s.kind for s in args.scenarios})  # photos take seconds to make: only what is sent
     uploads = {kind: make_uploads(kind, DISTINCT_IMAGES[kind], args.cifar_dir) for kind in kinds}
