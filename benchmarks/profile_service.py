@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def summarize_stacks(stacks: Counter, top: int = 20) -> dict:
     inclusive: Counter = Counter()
     leaf: Counter = Counter()
     for stack, count in stacks.items():
-        thread, frames = (stack[0], stack[1:]) if stack[0].startswith(("thread ", "process ")) else ("-", stack)
+        frames = stack[1:] if stack[0].startswith("process ") else stack  # --subprocesses names the process
+        thread, frames = (frames[0], frames[1:]) if frames and frames[0].startswith("thread ") else ("-", frames)
+        thread = re.sub(r"^thread \(\d+\): (.*?)(_\d+)?$", r"\1", thread)  # one row per pool: decode_0.. -> decode
         threads[thread] += count
         for name in {short_frame(f) for f in frames}:
             inclusive[name] += count
@@ -67,8 +70,40 @@ def summarize_stacks(stacks: Counter, top: int = 20) -> dict:
     return {"samples": total, "threads": share(threads), "inclusive": share(inclusive), "leaf": share(leaf)}
 
 
-def profile_markdown(summary: dict, load: dict, header: str) -> str:
-    lines = [header, "", f"{summary['samples']:,} busy samples. Load while sampling: {load}.", ""]
+def service_metrics(port: int) -> dict[str, float]:
+    """Sums and counts of the service's Prometheus histograms (empty for a server without /metrics)."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for name in ("alexnet_batch_size_images", "alexnet_forward_seconds", "alexnet_queue_wait_seconds"):
+        for part in ("sum", "count"):
+            match = re.search(rf"^{name}_{part} ([0-9.e+-]+)$", text, re.MULTILINE)
+            if match:
+                values[f"{name}_{part}"] = float(match[1])
+    return values
+
+
+def batching_line(metrics: dict[str, float], wall_s: float) -> str:
+    """Mean batch, mean pass time and how busy the model thread was, from the service's own metrics."""
+    passes = metrics.get("alexnet_forward_seconds_count")
+    if not passes:
+        return ""
+    batch = metrics["alexnet_batch_size_images_sum"] / metrics["alexnet_batch_size_images_count"]
+    forward_ms = 1000 * metrics["alexnet_forward_seconds_sum"] / passes
+    queue_ms = 1000 * metrics["alexnet_queue_wait_seconds_sum"] / max(1, metrics["alexnet_queue_wait_seconds_count"])
+    busy = metrics["alexnet_forward_seconds_sum"] / wall_s
+    return (
+        f"The service's own metrics over the load: {passes:.0f} forward passes of {batch:.1f} images on "
+        f"average, {forward_ms:.0f} ms each ({1000 * batch / forward_ms:.0f} images/s while a pass runs); "
+        f"the model thread was busy {100 * busy:.0f}% of the time; mean queue wait {queue_ms:.0f} ms."
+    )
+
+
+def profile_markdown(summary: dict, load: str, header: str, batching: str = "") -> str:
+    lines = [header, "", f"{summary['samples']:,} busy samples. Load while sampling: {load}. {batching}", ""]
     for key, title in (
         ("threads", "thread"),
         ("leaf", "function on top of the stack (self time)"),
@@ -126,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 LoadSpec(LOOPBACK, server.port, body, content_type, 1, args.concurrency, 3.0, args.seconds + 1.0)
             )
             sampler.join()
+            batching = batching_line(service_metrics(server.port), load.wall_s)
     summary = summarize_stacks(parse_raw(raw.read_text()))
     figures = load.summary.to_dict()
     load_text = (
@@ -133,8 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         f"p99 {figures['latency_ms']['p99']} ms, errors {figures['error_count']}"
     )
     header = f"### py-spy: {args.server}, {args.concurrency} clients, one {args.kind} image per request"
-    (args.out / "profile.md").write_text(profile_markdown(summary, load_text, header) + "\n")
-    logger.info("%s; wrote %s and %s", load_text, raw, args.out / "profile.md")
+    (args.out / "profile.md").write_text(profile_markdown(summary, load_text, header, batching) + "\n")
+    logger.info("%s; %s wrote %s and %s", load_text, batching, raw, args.out / "profile.md")
 
 
 if __name__ == "__main__":
