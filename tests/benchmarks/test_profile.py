@@ -4,7 +4,7 @@ from benchmarks.profile_service import parse_raw, profile_markdown, summarize_st
 
 RAW = """\
 process 7:"uvicorn";thread (11): MainThread;run (asyncio/base.py:1);parse (multipart/multipart.py:10) 30
-process 7:"uvicorn";thread (11): MainThread;run (asyncio/base_events.py:600);encode (app/schemas.py:5) 10
+process 7:"uvicorn";thread (11): MainThread;run (asyncio/base.py:2);encode (app/schemas.py:5) 10
 thread (12): alexnet-decode_0;worker (concurrent/futures/thread.py:80);forward (torch/nn/modules/module.py:1) 60
 malformed line
 """
