@@ -94,11 +94,11 @@ def batching_line(metrics: dict[str, float], wall_s: float) -> str:
     batch = metrics["alexnet_batch_size_images_sum"] / metrics["alexnet_batch_size_images_count"]
     forward_ms = 1000 * metrics["alexnet_forward_seconds_sum"] / passes
     queue_ms = 1000 * metrics["alexnet_queue_wait_seconds_sum"] / max(1, metrics["alexnet_queue_wait_seconds_count"])
-    busy = metrics["alexnet_forward_seconds_sum"] / wall_s
+    running = metrics["alexnet_forward_seconds_sum"] / wall_s  # passes running at once, on average
     return (
         f"The service's own metrics over the load: {passes:.0f} forward passes of {batch:.1f} images on "
-        f"average, {forward_ms:.0f} ms each ({1000 * batch / forward_ms:.0f} images/s while a pass runs); "
-        f"the model thread was busy {100 * busy:.0f}% of the time; mean queue wait {queue_ms:.0f} ms."
+        f"average, {forward_ms:.0f} ms each ({1000 * batch / forward_ms:.0f} images/s per pass); "
+        f"on average {running:.2f} passes were running at once; mean queue wait {queue_ms:.0f} ms."
     )
 
 
