@@ -140,12 +140,11 @@ def main(argv: list[str] | None = None) -> dict:
             data / "train", args.batch_size, torch.device(args.device), args.guide_max_steps, args.guide_workers
         )
         runs = {}
-        # A subset run is one short epoch: no held-out split, no cache written, no warm-up longer than the run.
+        # A subset run is one short epoch: no held-out split, no cache written into the data folder.
         subset = [] if args.full else ["--epochs", str(args.epochs), "--val-size", "0", "--no-cache"]
         recipes = {
             "trainer, seed recipe": ["--recipe", "seed", "--batch-size", str(args.batch_size)],
-            "trainer, default recipe": ["--recipe", "default"]
-            + ([] if args.full else ["--warmup-epochs", str(min(2, args.epochs - 1))]),
+            "trainer, default recipe": ["--recipe", "default"],
         }
         for name, recipe in recipes.items():
             out_dir = scratch / name.split()[-2]

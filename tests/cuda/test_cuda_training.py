@@ -52,7 +52,7 @@ def test_trainer_trains_on_cuda(tmp_path):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     output = tmp_path / "out" / "model.safetensors"
     command = [sys.executable, "-m", "training", "--data-dir", str(tmp_path / "data"), "--device", "cuda",
-               "--epochs", "2", "--warmup-epochs", "0", "--batch-size", "16", "--input-size", "64", "--val-size", "0",
+               "--epochs", "2", "--batch-size", "16", "--input-size", "64", "--val-size", "0",
                "--output", str(output), "--no-download", "--no-progress"]  # fmt: skip
     subprocess.run(command, check=True, timeout=300)
     metrics = json.loads((output.parent / "metrics.json").read_text())
