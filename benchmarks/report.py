@@ -104,7 +104,7 @@ def machine_line(machine: dict) -> str:
     return (
         f"{machine['cpu']}, {machine['cpu_cores']} cores, {machine['memory_gib']} GiB{gpu}; device "
         f"`{machine['device']}`, torch threads {machine['torch_threads']}; Python {machine['python']}; "
-        f"{packages}. Load average at start: {machine['load_average_at_start']}."
+        f"{packages}. Load average (1, 5, 15 min) at start: {machine['load_average_at_start']}."
     )
 
 

@@ -30,7 +30,7 @@ import torch
 from benchmarks import report
 from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep, parallel_sweep
 from benchmarks.loadgen import LoadSpec, run_load
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, load_average
 from benchmarks.payloads import DEFAULT_CIFAR_DIR, IMAGE_KINDS, cifar_arrays, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         "limit": limit,
         "results": rows,
         "elapsed_s": round(time.monotonic() - started, 1),
+        "load_average_at_end": load_average(),
     }
     results["targets"] = report.check_targets(results)
     write_outputs(results, args)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.guide_loop import GUIDE_WORKERS, time_guide_loop
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, load_average
 from benchmarks.report import replace_section
 from benchmarks.training_report import training_markdown
 
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup_same_batch": runs["trainer, seed recipe"]["images_per_second"] / guide["images_per_second"],
         "full_train_images": FULL_TRAIN_IMAGES,
         "elapsed_s": round(time.monotonic() - started, 1),
+        "load_average_at_end": load_average(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(results, indent=2) + "\n")
