@@ -51,9 +51,7 @@ def start(device_name: str) -> World:
     device = pick_device(device_name, local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
-    world = World(rank=dist.get_rank(), size=dist.get_world_size(), device=device)
-    log.info("rank %d of %d on %s (%s)", world.rank, world.size, device, backend)
-    return world
+    return World(rank=dist.get_rank(), size=dist.get_world_size(), device=device)
 
 
 def stop(world: World) -> None:

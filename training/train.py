@@ -264,6 +264,8 @@ def load_data(config: TrainConfig, world: World) -> Dataset:
 def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train, test, write the checkpoint and the report; returns the metrics (on every rank)."""
     world = distributed.start(config.device)
+    if not world.is_main:
+        logging.getLogger("training").setLevel(logging.WARNING)  # rank 0 speaks for the run
     try:
         started = time.perf_counter()
         dataset = load_data(config, world)
@@ -271,6 +273,8 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         if world.is_main:
             log.info("%s on %s x%d: %d steps/epoch of %d images, recipe %s", dataset.source, world.device,
                      world.size, run.steps_per_epoch, run.batch_size, config.recipe)  # fmt: skip
+            if world.distributed:
+                log.info("DDP over %d ranks (%s backend)", world.size, torch.distributed.get_backend())
         history, train_seconds = fit(run, dataset, on_epoch_end)
         test = evaluate(run, dataset.test, len(dataset.classes))
         metrics = {

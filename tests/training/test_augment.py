@@ -20,7 +20,8 @@ def test_crop_is_a_window_of_the_padded_image_at_a_random_offset() -> None:
     padded = F.pad(images, (4, 4, 4, 4))
     offsets = set()
     for i in range(len(images)):
-        matches = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])]
+        windows = [(dy, dx) for dy in range(9) for dx in range(9)]
+        matches = [(dy, dx) for dy, dx in windows if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])]
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 20  # per-image offsets, not one for the whole batch

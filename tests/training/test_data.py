@@ -54,13 +54,13 @@ def test_any_size_and_mode_is_reduced_to_the_source_size(tmp_path: Path) -> None
     ("breakage", "message"),
     [
         (lambda r: shutil.rmtree(r / "test"), "has no test/ folder"),
-        (lambda r: shutil.rmtree(r / "train" / "red"), r"different classes \(only in train: none; only in test: \['red'\]"),
+        (lambda r: shutil.rmtree(r / "train" / "red"), r"different classes \(only in train: none; only in test: ..red"),
         (lambda r: (r / "train" / "notes.txt").write_text("x"), "holds files outside class folders: train/notes.txt"),
         (lambda r: (r / "test" / "blue" / "labels.csv").write_text("x"), "not images .*test/blue/labels.csv"),
         (lambda r: (r / "train" / "grey" / "sub").mkdir(), "not images .*train/grey/sub"),
         (lambda r: [p.unlink() for p in (r / "train" / "green").iterdir()], "train/green: has no images"),
-        (lambda r: (r / "train" / "red" / "00000.png").write_bytes(b"not an image"), r"1 image\(s\) cannot be read: .*00000.png"),
-        (lambda r: (r / "test" / "red" / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20), r"cannot be read: .*x.jpg"),
+        (lambda r: (r / "train" / "red" / "00000.png").write_bytes(b"not an image"), r"1 image\(s\) cannot be read"),
+        (lambda r: (r / "test" / "red" / "x.jpg").write_bytes(b"\xff\xd8\xff" + bytes(9)), r"read: .*x\.jpg"),
     ],
 )
 def test_broken_folders_are_named(small_folder: Path, breakage, message: str) -> None:
@@ -77,7 +77,7 @@ def test_hidden_files_are_ignored(small_folder: Path) -> None:
 
 
 def test_missing_or_empty_data_dir_without_download(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist: expected the CIFAR-10 python version .* or pass --download"):
+    with pytest.raises(DataError, match=r"does not exist: expected the CIFAR-10 python version .* or pass --download"):
         read_sources(tmp_path / "nowhere", 32)
     with pytest.raises(DataError, match="holds no data"):
         read_sources(tmp_path, 32)
@@ -125,7 +125,7 @@ def test_validation_is_held_out_and_seeded() -> None:
     assert len(train) == 100 and len(val) == 40
     assert np.bincount(val.labels).tolist() == [10] * 4
     assert not set(train.images.ravel()) & set(val.images.ravel())  # disjoint
-    again_train, again_val = hold_out(split, val_size=40, train_subset=100, seed=3)
+    again_train, _ = hold_out(split, val_size=40, train_subset=100, seed=3)
     np.testing.assert_array_equal(train.images, again_train.images)
     other_train, _ = hold_out(split, val_size=40, train_subset=100, seed=4)
     assert not np.array_equal(train.images, other_train.images)
