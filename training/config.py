@@ -38,7 +38,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 penalty, coupled (SGD) / Adam's classic weight_decay
     schedule: str = "linear"  # linear: warm-up then linear to zero; cosine: warm-up then cosine; constant
-    warmup_epochs: float = 2.0  # epochs of linear warm-up from lr/100 to lr
+    warmup_fraction: float = 0.1  # share of all steps spent warming up linearly from lr/100 to lr
     label_smoothing: float = 0.1  # fraction of target mass spread over all classes
     ema_decay: float = 0.995  # per step; exponential moving average of the weights (0 = off)
     # --- augmentation (on the device, on source-size uint8 batches) ---
@@ -70,7 +70,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "weight_decay": 0.0,
         "schedule": "constant",
-        "warmup_epochs": 0.0,
+        "warmup_fraction": 0.0,
         "normalize": False,
         "label_smoothing": 0.0,
         "ema_decay": 0.0,
@@ -118,7 +118,7 @@ def _fraction(text: str) -> float:
 
 _TYPES = {"int": _non_negative_int, "float": _non_negative_float}
 _POSITIVE = {"epochs", "batch_size", "train_subset", "source_size", "input_size"}
-_FRACTIONS = {"dropout", "momentum", "label_smoothing", "ema_decay", "color_jitter"}
+_FRACTIONS = {"warmup_fraction", "dropout", "momentum", "label_smoothing", "ema_decay", "color_jitter"}
 _HELP = {
     "data_dir": f"data folder (default: ${DATA_DIR_ENV} or ./data)",
     "batch_size": "images per step, summed over all ranks",
@@ -183,6 +183,4 @@ def check(config: TrainConfig) -> str | None:
         return f"--source-size {config.source_size} is larger than --input-size {config.input_size}"
     if config.crop_padding >= config.source_size:
         return f"--crop-padding {config.crop_padding} must be smaller than --source-size {config.source_size}"
-    if config.warmup_epochs > config.epochs:
-        return f"--warmup-epochs {config.warmup_epochs} is longer than --epochs {config.epochs}"
     return None

@@ -112,9 +112,9 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
         x = run.preprocess(x)  # (B, 3, input_size, input_size) float
         if on_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        global_step = epoch * run.steps_per_epoch + step
-        lr = config.lr * lr_factor(global_step, config.epochs * run.steps_per_epoch,
-                                   round(config.warmup_epochs * run.steps_per_epoch), config.schedule)  # fmt: skip
+        global_step, total_steps = epoch * run.steps_per_epoch + step, config.epochs * run.steps_per_epoch
+        warmup_steps = round(config.warmup_fraction * total_steps)
+        lr = config.lr * lr_factor(global_step, total_steps, warmup_steps, config.schedule)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):

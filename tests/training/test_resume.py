@@ -44,7 +44,8 @@ def _assert_same_tensors(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(learnable_folder: Path, tmp_path: Path) -> None:
     # The default recipe (SGD + Nesterov momentum, EMA, augmentation, dropout), 2 steps per epoch.
-    config = tiny_config(learnable_folder, tmp_path / "ref" / "a.safetensors", batch_size=80, lr=0.01, warmup_epochs=1)
+    output = tmp_path / "ref" / "a.safetensors"
+    config = tiny_config(learnable_folder, output, batch_size=80, lr=0.01, warmup_fraction=0.5)
     reference = main(config)
 
     killed = replace(config, output=str(tmp_path / "killed" / "a.safetensors"))
