@@ -30,6 +30,7 @@ class TrainConfig:
     input_size: int = 224  # pixels: network input, upsampled from source_size (tests use 64)
     normalize: bool = True  # CIFAR-10 mean/std normalization (False: raw [0, 1] pixels)
     dropout: float = 0.5  # probability, in the classifier
+    init: str = "he"  # he: He-normal weights, zero biases (learns from the first step); torch: PyTorch's default
     # --- optimisation ---
     epochs: int = 20  # passes over the training split
     batch_size: int = 512  # images per step, summed over all DDP ranks
@@ -66,6 +67,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "seed": {
         "epochs": 5,
         "batch_size": 64,
+        "init": "torch",
         "optimizer": "adam",
         "lr": 1e-3,
         "weight_decay": 0.0,
@@ -82,6 +84,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 CHOICES = {
+    "init": ("he", "torch"),
     "optimizer": ("sgd", "adam"),
     "schedule": ("linear", "cosine", "constant"),
     "device": ("auto", "cuda", "cpu"),

@@ -41,6 +41,7 @@ from training.dataset import DataError, Dataset, Split
 from training.distributed import DeviceError, World
 from training.ema import EMA
 from training.evaluate import confusion_matrix, predict, summarize
+from training.init import init_weights
 from training.report import write_report
 from training.state import StateError, load_state, save_state, set_rng_state, state_path
 
@@ -162,7 +163,10 @@ def evaluate(run: Run, split: Split | tuple[torch.Tensor, torch.Tensor], num_cla
 
 def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
     seed_everything(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = AlexNet(num_classes=len(dataset.classes), dropout=config.dropout).to(world.device)
+    model = AlexNet(num_classes=len(dataset.classes), dropout=config.dropout)
+    if config.init == "he":
+        init_weights(model)
+    model = model.to(world.device)
     spec = PreprocessSpec() if config.normalize else UNNORMALIZED
     preprocess = Preprocess(replace(spec, source_size=config.source_size, input_size=config.input_size))
     if world.device.type == "cuda":
