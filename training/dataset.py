@@ -51,7 +51,9 @@ def hold_out(train: Split, val_size: int, train_subset: int | None, seed: int) -
     """Split a stratified validation set off train, then (optionally) a stratified subset of the rest."""
     rng = np.random.default_rng(seed)
     if val_size >= len(train):
-        raise DataError(f"--val-size {val_size} leaves nothing to train on ({len(train)} training images)")
+        raise DataError(
+            f"--val-size {val_size} leaves nothing to train on ({len(train)} training images): lower --val-size"
+        )
     val_index = stratified_indices(train.labels, val_size, rng) if val_size else np.array([], dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(train)), val_index)
     if train_subset is not None and train_subset < len(rest):
