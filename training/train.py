@@ -92,6 +92,24 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment, preprocess, forward, backward, step, EMA for one uint8 batch; returns (logits, loss)."""
+    x = run.preprocess(augment(images, run.augment))  # (B, 3, input_size, input_size) float
+    if run.world.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(run.world.device.type, dtype=torch.bfloat16, enabled=run.world.device.type == "cuda"):
+        logits = run.net(x)  # (B, C)
+    loss = run.loss_fn(logits.float(), labels)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    if run.ema:
+        run.ema.update(run.model)
+    return logits, loss
+
+
 def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> dict[str, float]:
     """One pass over this rank's shard; returns loss and accuracy over all ranks, images/s and seconds."""
     config, world, device = run.config, run.world, run.world.device
@@ -102,30 +120,16 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
     order = order[: run.steps_per_epoch * per_rank].to(device)  # drop the tail: equal steps on every rank
     run.net.train()
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
-    on_cuda = device.type == "cuda"
+    total_steps = config.epochs * run.steps_per_epoch
+    warmup_steps = round(config.warmup_fraction * total_steps)
     bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                disable=not (config.progress and world.is_main and sys.stderr.isatty()))  # fmt: skip
     started = time.perf_counter()
     for step in range(run.steps_per_epoch):
         index = order[step * per_rank : (step + 1) * per_rank]
-        x = augment(images[index], run.augment)  # uint8 (B, 3, S, S)
         y = labels[index]  # (B,)
-        x = run.preprocess(x)  # (B, 3, input_size, input_size) float
-        if on_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        global_step, total_steps = epoch * run.steps_per_epoch + step, config.epochs * run.steps_per_epoch
-        warmup_steps = round(config.warmup_fraction * total_steps)
-        lr = config.lr * lr_factor(global_step, total_steps, warmup_steps, config.schedule)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-            logits = run.net(x)  # (B, C)
-        loss = run.loss_fn(logits.float(), y)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        if run.ema:
-            run.ema.update(run.model)
+        lr = config.lr * lr_factor(epoch * run.steps_per_epoch + step, total_steps, warmup_steps, config.schedule)
+        logits, loss = train_step(run, images[index], y, lr)  # images[index]: uint8 (B, 3, S, S)
         with torch.no_grad():  # summed on the device: no host sync per step
             totals[0] += loss.detach() * len(y)
             totals[1] += (logits.argmax(1) == y).sum()
@@ -135,7 +139,7 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
     bar.close()
     distributed.all_sum(totals, world)
-    if on_cuda:
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     loss_sum, correct, count = totals.tolist()
@@ -183,6 +187,8 @@ def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
     if config.compile:
         net = torch.compile(net)
     batch_size = min(config.batch_size, len(dataset.train) // world.size * world.size)
+    if batch_size == 0:
+        raise DataError(f"{len(dataset.train)} training images cannot feed {world.size} ranks")
     if batch_size < config.batch_size:
         log.warning("batch size reduced to %d: the training split has only %d images", batch_size, len(dataset.train))
     if batch_size % world.size:
