@@ -7,7 +7,9 @@ written; any flag given explicitly wins over the recipe's value. The config is s
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -25,12 +27,12 @@ class TrainConfig:
     val_size: int = 5000  # images held out from train for validation (0 = none)
     source_size: int = 32  # pixels: every image is reduced to this square first (recorded in the checkpoint)
     decode_workers: int = 0  # processes decoding an image folder (0 = one per CPU core)
-    cache: bool = True  # keep decoded image folders as .npy under data_dir/.alexnet-cache
+    cache: bool = True  # keep decoded image folders as .npz under data_dir/.alexnet-cache
     # --- model and input ---
     input_size: int = 224  # pixels: network input, upsampled from source_size (tests use 64)
     normalize: bool = True  # CIFAR-10 mean/std normalization (False: raw [0, 1] pixels)
     dropout: float = 0.5  # probability, in the classifier
-    init: str = "he"  # he: He-normal weights, zero biases (learns from the first step); torch: PyTorch's default
+    init: str = "he"  # he: He fan-out convs, N(0, 0.01) linears (SGD learns at once); torch: PyTorch default
     # --- optimisation ---
     epochs: int = 20  # passes over the training split
     batch_size: int = 512  # images per step, summed over all DDP ranks
@@ -123,13 +125,20 @@ _TYPES = {"int": _non_negative_int, "float": _non_negative_float}
 _POSITIVE = {"epochs", "batch_size", "train_subset", "source_size", "input_size"}
 _FRACTIONS = {"warmup_fraction", "dropout", "momentum", "label_smoothing", "ema_decay", "color_jitter"}
 _HELP = {
-    "data_dir": f"data folder (default: ${DATA_DIR_ENV} or ./data)",
-    "batch_size": "images per step, summed over all ranks",
-    "lr": "peak learning rate",
-    "ema_decay": "per-step decay of the weights' moving average; 0 turns it off",
+    "data_dir": f"CIFAR-10 python version or train/<class>/ + test/<class>/ (default: ${DATA_DIR_ENV} or ./data)",
     "recipe": "default: the fast, accurate recipe; seed: the guide's recipe (Adam 1e-3, batch 64, 5 epochs)",
     "resume": "continue from the state file beside --output (epoch, optimizer, EMA, RNG)",
 }
+
+
+def _field_comments() -> dict[str, str]:
+    """Each field's comment and default, from the dataclass source: --help says what the code says."""
+    try:
+        source = inspect.getsource(TrainConfig)
+    except OSError:  # no source shipped: bare help
+        return {}
+    pattern = re.compile(r"^\s+(\w+): [^=]+= (.+?)\s+# (.+)$")
+    return {m[1]: f"{m[3]} (default recipe: {m[2]})" for m in map(pattern.match, source.splitlines()) if m}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train AlexNet on CIFAR-10 (or your own image folders) and write a safetensors checkpoint.",
         argument_default=argparse.SUPPRESS,
     )
+    comments = _field_comments()
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        help_text = _HELP.get(field.name, "")
+        help_text = _HELP.get(field.name, comments.get(field.name, ""))
         if field.type == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif field.name == "recipe":

@@ -139,3 +139,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     except (CheckpointError, DataError, DeviceError) as exc:
         log.error("%s", exc)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()
