@@ -25,9 +25,17 @@ LAYOUTS = (
 
 
 def read_sources(
-    data_dir: str | Path, source_size: int, download: bool = False, workers: int = 0, cache: bool = True
+    data_dir: str | Path,
+    source_size: int,
+    download: bool = False,
+    workers: int = 0,
+    cache: bool = True,
+    with_train: bool = True,
 ) -> tuple[Split, Split, tuple[str, ...], str]:
-    """Train and test splits, class names and a description of what was read; the kind is auto-detected."""
+    """Train and test splits, class names and a description of what was read; the kind is auto-detected.
+
+    ``with_train=False`` skips decoding an image folder's training images (evaluation needs only test).
+    """
     root = Path(data_dir).expanduser()
     if root.exists() and not root.is_dir():
         raise DataError(f"--data-dir {root} is a file, not a folder holding {LAYOUTS}")
@@ -37,7 +45,7 @@ def read_sources(
         return _read_cifar(root / cifar.FOLDER, source_size)
     if root.is_dir() and folder.is_image_folder(root):
         started = time.perf_counter()
-        train, test, classes = folder.read_image_folder(root, source_size, workers, cache)
+        train, test, classes = folder.read_image_folder(root, source_size, workers, cache, with_train)
         took = time.perf_counter() - started
         log.info("read %d + %d images of %d classes from %s in %.1f s", len(train), len(test), len(classes), root, took)
         return train, test, classes, f"image folder {root}"

@@ -84,7 +84,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:  # fmt: skip
     """Recompute the test metrics of a checkpoint and write the report; returns the metrics."""
     ckpt = load_checkpoint(checkpoint)
-    _, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download)
+    _, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=False)
     if tuple(classes) != ckpt.classes:
         raise DataError(f"{data_dir}: classes {list(classes)} are not the checkpoint's {list(ckpt.classes)}")
     device = pick_device(device_name)

@@ -158,9 +158,12 @@ def read_split(
 
 
 def read_image_folder(
-    root: Path, size: int, workers: int = 0, cache: bool = True
+    root: Path, size: int, workers: int = 0, cache: bool = True, with_train: bool = True
 ) -> tuple[Split, Split, tuple[str, ...]]:
-    """Train and test splits with the same classes; everything is listed and checked before decoding."""
+    """Train and test splits with the same classes; everything is listed and checked before decoding.
+
+    ``with_train=False`` (evaluation) decodes only the test images; train comes back empty.
+    """
     train_classes, *train_listing = list_split(root, "train")
     test_classes, *test_listing = list_split(root, "test")
     if train_classes != test_classes:
@@ -170,6 +173,9 @@ def read_image_folder(
             f"{root}: train/ and test/ have different classes (only in train: {only_train or 'none'}; "
             f"only in test: {only_test or 'none'})"
         )
-    train = read_split(root, "train", tuple(train_listing), size, workers, cache)
+    if with_train:
+        train = read_split(root, "train", tuple(train_listing), size, workers, cache)
+    else:
+        train = Split(np.zeros((0, 3, size, size), dtype=np.uint8), np.zeros(0, dtype=np.int64))
     test = read_split(root, "test", tuple(test_listing), size, workers, cache)
     return train, test, tuple(train_classes)
