@@ -34,7 +34,7 @@ class TrainConfig:
     dropout: float = 0.5  # probability, in the classifier
     init: str = "he"  # he: He fan-out convs, N(0, 0.01) linears (SGD learns at once); torch: PyTorch default
     # --- optimisation ---
-    epochs: int = 20  # passes over the training split
+    epochs: int = 30  # passes over the training split
     batch_size: int = 512  # images per step, summed over all DDP ranks
     optimizer: str = "sgd"  # sgd (Nesterov momentum) or adam
     lr: float = 0.04  # peak learning rate (per step, after warm-up)
