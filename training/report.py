@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from models.checkpoint import atomic_write
 
@@ -38,6 +39,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.savefig(path, dpi=100)
