@@ -45,7 +45,9 @@ def _assert_same_tensors(a: dict, b: dict) -> None:
 def test_killed_run_resumes_to_identical_weights(learnable_folder: Path, tmp_path: Path) -> None:
     # The default recipe (SGD + Nesterov momentum, EMA, augmentation, dropout), 2 steps per epoch.
     output = tmp_path / "ref" / "a.safetensors"
-    config = tiny_config(learnable_folder, output, batch_size=80, lr=0.01, warmup_fraction=0.5)
+    config = tiny_config(
+        learnable_folder, output, train_subset=40, val_size=16, batch_size=20, lr=0.01, warmup_fraction=0.5
+    )
     reference = main(config)
 
     killed = replace(config, output=str(tmp_path / "killed" / "a.safetensors"))
