@@ -285,6 +285,10 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
                      world.size, run.steps_per_epoch, run.batch_size, config.recipe)  # fmt: skip
             if world.distributed:
                 log.info("DDP over %d ranks (%s backend)", world.size, torch.distributed.get_backend())
+            if world.device.type == "cpu" and config.epochs * len(dataset.train) > 200_000:
+                log.warning("training on the CPU: AlexNet at %d px trains at tens of images/s here; %d images x "
+                            "%d epochs will take hours (see --train-subset, --epochs)", config.input_size,
+                            len(dataset.train), config.epochs)  # fmt: skip
         history, train_seconds = fit(run, dataset, on_epoch_end)
         test = evaluate(run, dataset.test, len(dataset.classes))
         metrics = {
