@@ -95,6 +95,7 @@ def evaluate_checkpoint(
     probs = predict(model, preprocess, torch.from_numpy(test.images), device, batch_size, tta)
     confusion = confusion_matrix(torch.from_numpy(test.labels), probs.argmax(dim=1), len(classes))
     metrics = {**ckpt.metrics, **summarize(confusion, classes), "tta": tta, "test_source": source}
+    metrics.update(config=ckpt.config, weights_sha256=ckpt.weights_sha256)
     metrics["test_loss"] = float(
         -probs[torch.arange(len(probs)), torch.from_numpy(test.labels)].clamp_min(1e-12).log().mean()
     )

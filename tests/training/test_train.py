@@ -93,6 +93,7 @@ def test_evaluate_cli_recomputes_the_same_metrics(trained: tuple[TrainConfig, di
     assert recomputed["test_accuracy"] == metrics["test_accuracy"]
     assert recomputed["confusion_matrix"] == metrics["confusion_matrix"]
     assert recomputed["tta"] is True  # as trained
+    assert recomputed["config"] == config.to_dict()
     for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE):
         assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
 
