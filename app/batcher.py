@@ -1,10 +1,13 @@
-"""Batching across requests: concurrent uploads share forward passes, one pass at a time, off the event loop.
+"""Batching across requests: concurrent uploads share forward passes, run off the event loop.
 
-How a batch forms. Requests queue their decoded images (a whole request always stays in one pass). When the
-model is free, the batcher takes queued requests up to ``max_batch_size`` images. If the batch is not full
-and other uploads are still being received or decoded, it waits for them, at most ``max_wait_s``; if nobody
-else is on the way it runs at once, so a lone request never waits. While a pass runs, the next batch fills
-(the event loop keeps receiving and decoding), which is where the throughput comes from.
+How a batch forms. Requests queue their decoded images (a whole request always stays in one pass). When a
+model worker is free, the batcher takes queued requests up to ``max_batch_size`` images. If the batch is not
+full while the service is busy (uploads being received or decoded, or another pass running), it waits for
+more, at most ``max_wait_s``; when nothing else is happening it runs at once, so a lone request never
+waits. While a pass runs, the next batch fills (the event loop keeps receiving and decoding): that overlap
+is where the throughput comes from. With ``workers`` > 1 that many passes run at once, each in its own
+thread (on a CPU, two single-threaded passes keep two cores busier than one two-threaded pass: see
+docs/serving.md).
 
 Back-pressure. The queue is bounded in images: a request that would overflow it is refused at once (429),
 rather than letting every request's latency grow. A request still queued at its deadline is answered 504
@@ -51,7 +54,7 @@ class Job(Generic[Result]):
 
 
 class Batcher:
-    """Runs ``forward`` on batches gathered from concurrent ``submit`` calls; one pass at a time."""
+    """Runs ``forward`` on batches gathered from concurrent ``submit`` calls, ``workers`` passes at a time."""
 
     def __init__(
         self,
@@ -62,10 +65,12 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         batching: bool = True,
+        workers: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
         self.forward = forward
-        self.executor = executor  # one thread: passes never overlap, and torch keeps its own threads busy
+        self.executor = executor  # has ``workers`` threads
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -77,12 +82,15 @@ class Batcher:
         self._waiter: asyncio.Future[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._free_workers: asyncio.Semaphore | None = None
+        self._passes: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        self._free_workers = asyncio.Semaphore(self.workers)
         self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="alexnet-batcher")
 
     async def stop(self) -> None:
-        """Refuse new work, finish everything queued, then return."""
+        """Refuse new work, finish everything queued and running, then return."""
         self._stopping = True
         self._wake()
         if self._task is not None:
@@ -156,12 +164,26 @@ class Batcher:
                 timer.cancel()
 
     async def _run_forever(self) -> None:
+        assert self._free_workers is not None
+        loop = asyncio.get_running_loop()
         while True:
+            await self._free_workers.acquire()  # a batch is only taken when a worker can run it at once
             batch = await self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                await self._run(batch)
+            if not batch:
+                self._free_workers.release()
+                if batch is None:
+                    break
+                continue
+            task = loop.create_task(self._run(batch))
+            self._passes.add(task)
+            task.add_done_callback(self._pass_done)
+        if self._passes:
+            await asyncio.wait(self._passes)
+
+    def _pass_done(self, task: asyncio.Task[None]) -> None:
+        self._passes.discard(task)
+        assert self._free_workers is not None
+        self._free_workers.release()
 
     async def _next_batch(self) -> list[Job[Any]] | None:
         """The next batch; None once stopping with nothing left. Empty when every taken job had expired."""
@@ -178,8 +200,9 @@ class Batcher:
             if not self.batching or images >= self.max_batch_size or self._queue:
                 break  # full, or the next request does not fit: it starts the next pass
             remaining = give_up_at - loop.time()
-            if self._arriving == 0 or remaining <= 0 or self._stopping:
-                break  # nobody else is on the way, or we waited long enough
+            idle = self._arriving == 0 and not self._passes
+            if idle or remaining <= 0 or self._stopping:
+                break  # nothing else is happening (a lone request never waits), or we waited long enough
             await self._wait(remaining)
         return batch
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.images import DEFAULT_MAX_PIXELS
@@ -51,7 +51,17 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="pixels (width x height) per image, from its header")
     top_k: int = Field(5, ge=1, description="classes listed per image unless the request asks (?top_k=)")
     decode_threads: int = Field(default_factory=_default_decode_threads, ge=1, description="threads decoding uploads")
-    torch_threads: int = Field(0, ge=0, description="threads for one forward pass on the CPU; 0: PyTorch's default")
+    model_workers: int = Field(
+        0, ge=0, le=64, description="forward passes run at once; 0: auto (2 on a CPU with 2+ cores, else 1)"
+    )
+    torch_threads: int = Field(0, ge=0, description="CPU threads per forward pass; 0: auto (cores / model_workers)")
     host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        # A request is queued whole: one with more images than the queue holds could never be served.
+        if self.max_queue < self.max_files:
+            raise ValueError(f"max_queue ({self.max_queue}) must be at least max_files ({self.max_files})")
+        return self

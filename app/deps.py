@@ -34,11 +34,11 @@ class ServiceState:
         self.metrics.ready.set(1 if status == "ready" else 0)
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     """The loaded, warmed-up predictor; 503 before that and while shutting down."""
     state: ServiceState = request.app.state.service
     if state.status != "ready" or state.predictor is None:

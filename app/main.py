@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -70,31 +71,45 @@ def create_app(settings: Settings) -> FastAPI:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.service
     settings = state.settings
-    state.predictor = _load(settings, state.metrics)
-    model_thread = ThreadPoolExecutor(1, "alexnet-model", initializer=_set_torch_threads, initargs=(settings,))
+    state.predictor = predictor = _load(settings, state.metrics)
+    workers, threads = model_threads(settings, predictor.device)
+    model_pool = ThreadPoolExecutor(workers, "alexnet-model", initializer=_set_torch_threads, initargs=(threads,))
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
-    predictor = state.predictor
+    largest = settings.max_batch_size if settings.batching else settings.max_files
     state.batcher = Batcher(
         predictor.classify,
-        model_thread,
-        max_batch_size=settings.max_batch_size if settings.batching else settings.max_files,
+        model_pool,
+        max_batch_size=largest,
         max_wait_s=settings.max_wait_ms / 1000,
         max_queue=settings.max_queue,
         batching=settings.batching,
+        workers=workers,
         metrics=state.metrics,
     )
     state.batcher.start()
     state.set_status("warming_up", "warming up")
-    warm_up = asyncio.create_task(_warm_up(state, model_thread))
+    logger.info("%d model worker(s), %s torch thread(s) each", workers, threads or "default")
+    warm_up = asyncio.create_task(_warm_up(state, model_pool, workers, warmup_sizes(largest)))
     try:
         yield
     finally:
         state.set_status("stopping", "shutting down")
         await warm_up
         await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
-        model_thread.shutdown()
+        model_pool.shutdown()
         state.decode_pool.shutdown()
         logger.info("stopped")
+
+
+def model_threads(settings: Settings, device: torch.device) -> tuple[int, int]:
+    """(forward passes at once, torch threads per pass; 0 = leave PyTorch's default)."""
+    if device.type != "cpu":
+        return settings.model_workers or 1, settings.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # Two single-threaded passes beat one two-threaded pass on the 2-core dev machine (no barrier waits
+    # between threads, and the event loop steals a core from one pass, not from both): docs/serving.md.
+    workers = settings.model_workers or (2 if cores >= 2 else 1)
+    return workers, settings.torch_threads or max(1, cores // workers)
 
 
 def _load(settings: Settings, metrics: Metrics) -> Predictor:
@@ -116,28 +131,27 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     return predictor
 
 
-async def _warm_up(state: ServiceState, model_thread: ThreadPoolExecutor) -> None:
-    """Run warm-up passes in the model thread, then report ready (or failed, with the reason)."""
-    settings, predictor = state.settings, state.predictor
+async def _warm_up(state: ServiceState, pool: ThreadPoolExecutor, workers: int, sizes: list[int]) -> None:
+    """Warm-up passes in every model thread, then report ready (or failed, with the reason)."""
+    predictor = state.predictor
     assert predictor is not None
-    largest = settings.max_batch_size if settings.batching else settings.max_files
+    loop = asyncio.get_running_loop()
     try:
-        seconds = await asyncio.get_running_loop().run_in_executor(
-            model_thread, predictor.warm_up, warmup_sizes(largest)
-        )
+        seconds = await asyncio.gather(*(loop.run_in_executor(pool, predictor.warm_up, sizes) for _ in range(workers)))
     except Exception as exc:
         logger.exception("warm-up failed; the service stays not ready")
         state.set_status("failed", f"warm-up failed: {exc}")
         return
-    state.metrics.warmup_seconds.set(seconds)
+    state.metrics.warmup_seconds.set(max(seconds))
     if state.status == "warming_up":
         state.set_status("ready")
-        logger.info("ready: batching %s, up to %d images per pass", "on" if settings.batching else "off", largest)
+        batching = "on" if state.settings.batching else "off"
+        logger.info("ready: batching %s, up to %d images per pass", batching, sizes[-1])
 
 
-def _set_torch_threads(settings: Settings) -> None:
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+def _set_torch_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
 
 
 class QuietStartupFailure:

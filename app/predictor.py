@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 class Predictor:
-    """The network, its preprocessing and its class names, on one device. Thread-safe for one caller at a time."""
+    """The network, its preprocessing and its class names, on one device. Several threads may call it at once."""
 
     def __init__(self, checkpoint: Checkpoint, device: torch.device, *, source: str = "", precision: str = "auto"):
         self.device = device
@@ -72,6 +73,7 @@ class Predictor:
         # batch 32 than NCHW (oneDNN). The uint8 batch arrives as (N, H, W, C), which is that layout already.
         self.model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
         self.forward_passes = 0  # every pass, warm-up included; tests read it to prove batching
+        self._count_lock = threading.Lock()  # passes may run in several threads at once
         self.info: dict[str, Any] = {
             "name": MODEL_NAME,
             "checkpoint": source,
@@ -102,7 +104,8 @@ class Predictor:
         )
         with autocast:
             logits = self.model(self.preprocess(batch))  # (N, num_classes)
-        self.forward_passes += 1
+        with self._count_lock:
+            self.forward_passes += 1
         return torch.softmax(logits.float(), dim=1).cpu()  # (N, num_classes)
 
     def classify(self, images: np.ndarray, top_k: int) -> list[Classification]:
