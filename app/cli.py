@@ -19,6 +19,7 @@ from types import FrameType
 import numpy as np
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.logging import DefaultFormatter
 
 from app.config import Settings
 from app.errors import ServiceError
@@ -29,7 +30,12 @@ from models import CheckpointError
 
 logger = logging.getLogger("app.cli")
 
-LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"  # aligned with uvicorn's own lines
+
+def configure_logging(level: str) -> None:
+    """Our lines in uvicorn's style ("INFO:     app.main: ready"), once, at the entry point."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def serve(argv: list[str] | None = None) -> None:
@@ -51,7 +57,7 @@ def serve(argv: list[str] | None = None) -> None:
     access_log = args.access_log
     overrides = {k: v for k, v in vars(args).items() if v is not None and k != "access_log"}
     settings = _settings(parser, overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log_level)
 
     from app.main import create_app  # after the settings are known good: importing builds nothing
 
@@ -94,7 +100,7 @@ def predict(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None and k != "images"}
     settings = _settings(parser, overrides)
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    configure_logging("warning")
     try:
         predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision)
     except (CheckpointError, ValueError) as exc:

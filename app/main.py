@@ -146,7 +146,7 @@ async def _warm_up(state: ServiceState, pool: ThreadPoolExecutor, workers: int, 
     if state.status == "warming_up":
         state.set_status("ready")
         batching = "on" if state.settings.batching else "off"
-        logger.info("ready: batching %s, up to %d images per pass", batching, sizes[-1])
+        logger.info("ready: warmed up at batch sizes %s in %.2f s; batching %s", sizes, max(seconds), batching)
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -178,8 +178,11 @@ def __getattr__(name: str) -> FastAPI:
     """``uvicorn app.main:app``: built from the environment on first access, not when the module is imported."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from app.cli import configure_logging  # the entry point here is uvicorn's import of this attribute
+
+    settings = Settings()
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    application = create_app(Settings())
+        configure_logging(settings.log_level)
+    application = create_app(settings)
     globals()["app"] = application
     return application

@@ -128,7 +128,7 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
-        logger.info("warmed up on %s at batch sizes %s in %.2f s", self.device, batch_sizes, seconds)
+        logger.debug("warmed up on %s at batch sizes %s in %.2f s", self.device, batch_sizes, seconds)
         return seconds
 
 
