@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     batching: bool = Field(True, description="gather concurrent requests into one forward pass")
     max_batch_size: int = Field(32, ge=1, le=4096, description="images per forward pass")
     max_wait_ms: float = Field(
-        5.0, ge=0, le=10_000, description="longest wait for a batch to fill while uploads are still arriving (ms)"
+        5.0, ge=0, le=10_000, description="longest a part-full batch waits for more while the service is busy (ms)"
     )
     max_queue: int = Field(256, ge=1, description="images waiting for the model before new requests get 429")
     request_timeout_s: float = Field(
