@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models import load_image
@@ -59,6 +59,8 @@ async def read_uploads(request: Request, limits: UploadLimits) -> list[Upload]:
         parser.finalize()
     except FormParserError as exc:
         raise BadRequest(f"malformed multipart body ({exc})") from None
+    except ClientDisconnect:  # nobody to answer; not a server error worth a traceback
+        raise BadRequest("the client disconnected before sending the whole body") from None
     if reader.open_part:
         raise BadRequest("malformed multipart body (it ends inside a part)")
     if not reader.uploads:
