@@ -167,3 +167,18 @@ def test_failed_forward_pass_is_a_bare_500_and_the_service_recovers(limited: Liv
     assert response.json() == {"detail": "internal server error"}
     assert "secret" not in response.text
     assert_still_serving(http)
+
+
+def test_client_that_hangs_up_mid_upload_is_not_an_error(limited: LiveServer, http: httpx.Client, caplog) -> None:
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    body, headers = multipart(("file", "a.png", GOOD_PNG))
+    address = urlsplit(limited.url)
+    with socket.create_connection((address.hostname, address.port)) as raw:
+        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['content-type']}\r\n"
+        raw.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    time.sleep(0.3)  # the server notices the hang-up
+    assert_still_serving(http)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
