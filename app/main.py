@@ -73,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = state.settings
     state.predictor = predictor = _load(settings, state.metrics)
     workers, threads = model_threads(settings, predictor.device)
+    threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
     model_pool = ThreadPoolExecutor(workers, "alexnet-model", initializer=_set_torch_threads, initargs=(threads,))
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
     largest = settings.max_batch_size if settings.batching else settings.max_files
@@ -98,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
         model_pool.shutdown()
         state.decode_pool.shutdown()
+        torch.set_num_threads(threads_before)
         logger.info("stopped")
 
 
