@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 import uvicorn
 from PIL import Image
 
@@ -99,6 +100,9 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 def test_settings(checkpoint: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"checkpoint": checkpoint, "device": "cpu", "max_batch_size": 8, "decode_threads": 2}
+    # torch's thread count is process-wide: a server in the test process must not change it under the
+    # other tests (a thread's first torch op adopts the current count for good), so keep it as it is.
+    values["torch_threads"] = torch.get_num_threads()
     values.update(overrides)
     return Settings(**values)
 

@@ -155,3 +155,25 @@ def test_request_past_its_deadline_answers_504_and_never_reaches_the_model(gated
     time.sleep(0.2)  # let the held pass finish and be counted
     assert server.metric("alexnet_images_classified_total") - images_before == 1  # only the running one
     assert httpx.post(f"{server.url}/predict", files=files(("a.png", IMAGE))).status_code == 200
+
+
+def test_concurrent_passes_keep_each_answer_its_own(serve) -> None:
+    """Two model workers, many clients, different pictures: every answer matches the picture alone."""
+    server = serve(model_workers=2, max_batch_size=4)
+    pictures = [png(picture(seed=i)) for i in range(24)]
+    alone = [
+        httpx.post(f"{server.url}/predict", params={"top_k": 10}, files=files(("a.png", p))).json()["predictions"]
+        for p in pictures
+    ]
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return await asyncio.gather(
+            *(client.post("/predict", params={"top_k": 10}, files=files(("a.png", p))) for p in pictures)
+        )
+
+    together = run_clients(server, scenario)
+    for response, expected in zip(together, alone, strict=True):
+        # float32 sums differ by ~1e-7 with the batch a picture ran in, so the last decimal may differ
+        got = {t["label"]: t["probability"] for t in response.json()["predictions"][0]["top_k"]}
+        want = {t["label"]: t["probability"] for t in expected[0]["top_k"]}
+        assert got == pytest.approx(want, abs=2e-6)
