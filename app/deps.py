@@ -39,9 +39,14 @@ async def get_state(request: Request) -> ServiceState:
 
 
 async def get_predictor(request: Request) -> Predictor:
-    """The loaded, warmed-up predictor; 503 before that and while shutting down."""
+    """The loaded, warmed-up predictor; 503 before that.
+
+    While stopping, requests the server has already received are still served ("finish what is in
+    flight"); /health says 503 so that no new ones are routed here, and the batcher refuses work once
+    it has stopped.
+    """
     state: ServiceState = request.app.state.service
-    if state.status != "ready" or state.predictor is None:
+    if state.status not in ("ready", "stopping") or state.predictor is None:
         raise NotReady(f"not ready: {state.detail or state.status}")
     return state.predictor
 

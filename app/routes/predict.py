@@ -64,7 +64,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "the queue is full: retry after the `Retry-After` header's seconds",
         "the queue is full (256 images waiting, limit 256); retry shortly",
     ),
-    503: _error("the model is not loaded and warmed up yet, or the service is shutting down", "not ready: warming up"),
+    503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
     504: _error(
         "the request waited for the model past its deadline and was not run",
         "the request waited for the model past its deadline and was not run",
