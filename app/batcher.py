@@ -1,0 +1,258 @@
+"""Batching across requests: concurrent uploads share forward passes, run off the event loop.
+
+How a batch forms. Requests queue their decoded images (a whole request always stays in one pass). When a
+model worker is free, the batcher takes queued requests up to ``max_batch_size`` images. If the batch is not
+full while the service is busy (uploads being received or decoded, or another pass running), it waits for
+more, at most ``max_wait_s``; when nothing else is happening it runs at once, so a lone request never
+waits. While a pass runs, the next batch fills (the event loop keeps receiving and decoding): that overlap
+is where the throughput comes from. With ``workers`` > 1 that many passes run at once, each in its own
+thread (on a CPU, two single-threaded passes keep two cores busier than one two-threaded pass: see
+docs/serving.md).
+
+Back-pressure. The queue is bounded in images: a request that would overflow it is refused at once (429),
+rather than letting every request's latency grow. A request still queued at its deadline is answered 504
+and never reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from app.errors import DeadlineExceeded, InternalError, NotReady, QueueFull
+from app.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+Forward = Callable[[np.ndarray, int], list[Any]]  # (images (N, S, S, 3) uint8, top_k) -> one result per image
+
+
+@dataclass(eq=False)
+class Job(Generic[Result]):
+    """One request's images waiting for the model."""
+
+    images: np.ndarray  # (n, S, S, 3) uint8
+    top_k: int
+    deadline: float  # event-loop time
+    enqueued: float  # event-loop time
+    future: asyncio.Future[list[Result]]
+    taken: bool = field(default=False)  # left the queue (into a batch, or expired)
+
+    @property
+    def size(self) -> int:
+        return len(self.images)
+
+
+class Batcher:
+    """Runs ``forward`` on batches gathered from concurrent ``submit`` calls, ``workers`` passes at a time."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        batching: bool = True,
+        workers: int = 1,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.forward = forward
+        self.executor = executor  # has ``workers`` threads
+        self.workers = workers
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.batching = batching
+        self.metrics = metrics or Metrics()
+        self._queue: deque[Job[Any]] = deque()
+        self._queued_images = 0
+        self._arriving = 0  # requests being received or decoded, about to submit
+        self._waiter: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._free_workers: asyncio.Semaphore | None = None
+        self._passes: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._free_workers = asyncio.Semaphore(self.workers)
+        self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="alexnet-batcher")
+
+    async def stop(self) -> None:
+        """Refuse new work, finish everything queued and running, then return."""
+        self._stopping = True
+        self._wake()
+        if self._task is not None:
+            await self._task
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Around receiving and decoding a request: tells the batcher a submit is on its way."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._wake()
+
+    async def submit(self, images: np.ndarray, top_k: int, deadline: float) -> list[Any]:
+        """Queue one request's images; return one result per image, in order. Raises 429/503/504 errors."""
+        if self._stopping:
+            raise NotReady("the service is shutting down")
+        if self._queued_images + len(images) > self.max_queue:
+            raise QueueFull(
+                f"the queue is full ({self._queued_images} images waiting, limit {self.max_queue}); retry shortly"
+            )
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= deadline:
+            raise DeadlineExceeded("the request passed its deadline before it reached the queue")
+        job: Job[Any] = Job(images, top_k, deadline, now, loop.create_future())
+        self._queue.append(job)
+        self._queued_images += job.size
+        self.metrics.queue_depth.set(self._queued_images)
+        self._wake()
+        try:
+            return await asyncio.wait_for(job.future, deadline - now)
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+            ran = job.taken
+            self._withdraw(job)
+            raise DeadlineExceeded(
+                "the model did not answer before the deadline"
+                if ran
+                else "the request waited for the model past its deadline and was not run"
+            ) from None
+        except asyncio.CancelledError:
+            self._withdraw(job)
+            raise
+
+    def _withdraw(self, job: Job[Any]) -> None:
+        if not job.taken:
+            job.taken = True
+            self._queue.remove(job)
+            self._queued_images -= job.size
+            self.metrics.queue_depth.set(self._queued_images)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._wake) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _run_forever(self) -> None:
+        assert self._free_workers is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._free_workers.acquire()  # a batch is only taken when a worker can run it at once
+            batch = await self._next_batch()
+            if not batch:
+                self._free_workers.release()
+                if batch is None:
+                    break
+                continue
+            task = loop.create_task(self._run(batch))
+            self._passes.add(task)
+            task.add_done_callback(self._pass_done)
+        if self._passes:
+            await asyncio.wait(self._passes)
+
+    def _pass_done(self, task: asyncio.Task[None]) -> None:
+        self._passes.discard(task)
+        assert self._free_workers is not None
+        self._free_workers.release()
+
+    async def _next_batch(self) -> list[Job[Any]] | None:
+        """The next batch; None once stopping with nothing left. Empty when every taken job had expired."""
+        while not self._queue:
+            if self._stopping:
+                return None
+            await self._wait()
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.max_wait_s
+        batch: list[Job[Any]] = []
+        images = 0
+        while True:
+            images = self._take(batch, images)
+            if not self.batching or images >= self.max_batch_size or self._queue:
+                break  # full, or the next request does not fit: it starts the next pass
+            remaining = give_up_at - loop.time()
+            idle = self._arriving == 0 and not self._passes
+            if idle or remaining <= 0 or self._stopping:
+                break  # nothing else is happening (a lone request never waits), or we waited long enough
+            await self._wait(remaining)
+        return batch
+
+    def _take(self, batch: list[Job[Any]], images: int) -> int:
+        """Move queued jobs into ``batch`` while they fit; answer expired ones 504. Returns the image count."""
+        now = asyncio.get_running_loop().time()
+        while self._queue:
+            job = self._queue[0]
+            if batch and (not self.batching or images + job.size > self.max_batch_size):
+                break
+            self._queue.popleft()
+            job.taken = True
+            self._queued_images -= job.size
+            if job.future.done():
+                continue  # its request gave up (cancelled)
+            if now >= job.deadline:
+                job.future.set_exception(
+                    DeadlineExceeded("the request waited for the model past its deadline and was not run")
+                )
+                continue
+            self.metrics.queue_wait.observe(now - job.enqueued)
+            batch.append(job)
+            images += job.size
+        self.metrics.queue_depth.set(self._queued_images)
+        return images
+
+    async def _run(self, batch: list[Job[Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        top_k = max(job.top_k for job in batch)
+        start = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor, self._forward_batch, [j.images for j in batch], top_k)
+        except Exception:
+            logger.exception("forward pass over %d requests failed", len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(InternalError())
+            return
+        size = sum(job.size for job in batch)
+        self.metrics.forward_seconds.observe(time.perf_counter() - start)
+        self.metrics.batch_size.observe(size)
+        self.metrics.forward_passes.inc()
+        self.metrics.images.inc(size)
+        offset = 0
+        for job in batch:
+            if not job.future.done():
+                job.future.set_result(results[offset : offset + job.size])
+            offset += job.size
+
+    def _forward_batch(self, images: list[np.ndarray], top_k: int) -> list[Any]:
+        # In the model thread: the concatenation copies a few KB per image, off the event loop too.
+        batch = images[0] if len(images) == 1 else np.concatenate(images)  # (N, S, S, 3) uint8
+        return self.forward(batch, top_k)

@@ -1,0 +1,67 @@
+"""The service's settings: one object, read once from ALEXNET_* environment variables (or given directly).
+
+Every limit a client can run into lives here, with its unit. ``alexnet-serve`` flags override the
+environment by passing values to ``Settings(...)``; nothing else in the service reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.images import DEFAULT_MAX_PIXELS
+
+MiB = 1024 * 1024
+
+
+def _default_decode_threads() -> int:
+    # Decoding a small upload takes well under a millisecond and PIL releases the GIL while it works,
+    # so a couple of threads per core keep up with the network without starving the model.
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Service configuration; environment variables are the field names upper-cased, prefixed ALEXNET_."""
+
+    model_config = SettingsConfigDict(env_prefix="ALEXNET_", frozen=True, extra="ignore")
+
+    checkpoint: Path = Field(Path("checkpoints/alexnet-cifar10.safetensors"), description="the checkpoint to serve")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (cuda when available), cpu, cuda or cuda:N"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU"
+    )
+    batching: bool = Field(True, description="gather concurrent requests into one forward pass")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="images per forward pass")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=10_000, description="longest a part-full batch waits for more while the service is busy (ms)"
+    )
+    max_queue: int = Field(256, ge=1, description="images waiting for the model before new requests get 429")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="a request still waiting for the model after this long gets 504 (seconds)"
+    )
+    max_files: int = Field(16, ge=1, description="files per request")
+    max_file_bytes: int = Field(10 * MiB, ge=1, description="bytes per uploaded file")
+    max_body_bytes: int = Field(32 * MiB, ge=1, description="bytes per request body")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="pixels (width x height) per image, from its header")
+    top_k: int = Field(5, ge=1, description="classes listed per image unless the request asks (?top_k=)")
+    decode_threads: int = Field(default_factory=_default_decode_threads, ge=1, description="threads decoding uploads")
+    model_workers: int = Field(
+        0, ge=0, le=64, description="forward passes run at once; 0: auto (2 on a CPU with 2+ cores, else 1)"
+    )
+    torch_threads: int = Field(0, ge=0, description="CPU threads per forward pass; 0: auto (cores / model_workers)")
+    host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        # A request is queued whole: one with more images than the queue holds could never be served.
+        if self.max_queue < self.max_files:
+            raise ValueError(f"max_queue ({self.max_queue}) must be at least max_files ({self.max_files})")
+        return self

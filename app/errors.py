@@ -1,0 +1,138 @@
+"""The service's error vocabulary: a few statuses, each with a JSON {"detail": ...} a client can act on.
+
+Anything else is a bug: it is logged with its traceback and answered with a bare 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error with its HTTP status; the message is shown to the client as ``detail``."""
+
+    status_code = 500
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class BadRequest(ServiceError):
+    """400: a corrupt or truncated image, an empty file, a malformed multipart body."""
+
+    status_code = 400
+
+
+class PayloadTooLarge(ServiceError):
+    """413: a body, a file, a pixel count or a number of files over the limits."""
+
+    status_code = 413
+
+
+class UnsupportedMedia(ServiceError):
+    """415: a file that is not a supported image, or a body that is not multipart/form-data."""
+
+    status_code = 415
+
+
+class Unprocessable(ServiceError):
+    """422: a request without files, a misnamed field, a bad query parameter."""
+
+    status_code = 422
+
+
+class QueueFull(ServiceError):
+    """429: more images waiting than the queue holds; retry after the given seconds."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class NotReady(ServiceError):
+    """503: the model is not loaded and warmed up yet, or the service is shutting down."""
+
+    status_code = 503
+
+
+class DeadlineExceeded(ServiceError):
+    """504: the request waited longer than its deadline and was never run."""
+
+    status_code = 504
+
+
+class InternalError(ServiceError):
+    """500 for a failure already logged where it happened (a failed forward pass): nothing leaks."""
+
+    status_code = 500
+
+    def __init__(self) -> None:
+        super().__init__("internal server error")
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own message list, with the input values left out: they may be large or private.
+    assert isinstance(exc, RequestValidationError)
+    detail = [{k: v for k, v in error.items() if k in ("loc", "msg", "type")} for error in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every known error as JSON; catch everything else in a middleware that leaks nothing."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(CatchUnexpectedErrors)
+
+
+INTERNAL_ERROR_BODY = json.dumps({"detail": "internal server error"}).encode()
+
+
+class CatchUnexpectedErrors:
+    """An unexpected exception: log it once with its traceback, answer a generic 500 if nothing was sent yet."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                raise  # too late to answer: let the server drop the connection
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})

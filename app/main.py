@@ -1,0 +1,190 @@
+"""The FastAPI app: ``create_app(settings)``, and ``app`` for ``uvicorn app.main:app`` (settings from ALEXNET_*).
+
+Lifespan: the checkpoint is read, checked and placed on the device before the server accepts connections
+(a missing or broken file stops start-up with one log line naming it); then the server opens, answering
+/health with 503 while warm-up passes run at the batch sizes the batcher will use, and 200 once ready.
+On shutdown the server stops accepting, in-flight requests finish, then the batcher drains and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from time import perf_counter
+
+import torch
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.batcher import Batcher
+from app.config import Settings
+from app.deps import ServiceState
+from app.errors import install_error_handlers
+from app.metrics import Metrics, RequestMetrics
+from app.predictor import Predictor, warmup_sizes
+from app.routes import health, metrics, predict
+from models import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Classifies images into the 10 CIFAR-10 classes with AlexNet.
+
+Send one or more images to **POST /predict** as multipart/form-data in the field `file`
+(JPEG, PNG, WebP, BMP, GIF, TIFF; any size and mode). Each is reduced to 32x32 exactly as in training,
+then the batch is upsampled and normalized once, on the model's device. Concurrent requests share
+forward passes. Errors are JSON `{"detail": ...}` naming the offending file.
+"""
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message is the one line that says why."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service, configured by ``settings``; the model is loaded by its lifespan, not here."""
+    app = FastAPIOffline(
+        title="alexnet-service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+        static_url="/docs/static",  # swagger-ui's JS and CSS, served from the installed fastapi-offline package
+        swagger_ui_parameters={"tryItOutEnabled": True, "defaultModelsExpandDepth": 0},
+    )
+    app.state.service = ServiceState(settings=settings, metrics=Metrics())
+    app.include_router(predict.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    install_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
+    app.add_middleware(QuietStartupFailure)
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServiceState = app.state.service
+    settings = state.settings
+    state.predictor = predictor = _load(settings, state.metrics)
+    workers, threads = model_threads(settings, predictor.device)
+    threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
+    model_pool = ThreadPoolExecutor(workers, "alexnet-model", initializer=_set_torch_threads, initargs=(threads,))
+    state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
+    largest = settings.max_batch_size if settings.batching else settings.max_files
+    state.batcher = Batcher(
+        predictor.classify,
+        model_pool,
+        max_batch_size=largest,
+        max_wait_s=settings.max_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        batching=settings.batching,
+        workers=workers,
+        metrics=state.metrics,
+    )
+    state.batcher.start()
+    state.set_status("warming_up", "warming up")
+    logger.info("%d model worker(s), %s torch thread(s) each", workers, threads or "default")
+    warm_up = asyncio.create_task(_warm_up(state, model_pool, workers, warmup_sizes(largest)))
+    try:
+        yield
+    finally:
+        state.set_status("stopping", "shutting down")
+        await warm_up
+        await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
+        model_pool.shutdown()
+        state.decode_pool.shutdown()
+        torch.set_num_threads(threads_before)
+        logger.info("stopped")
+
+
+def model_threads(settings: Settings, device: torch.device) -> tuple[int, int]:
+    """(forward passes at once, torch threads per pass; 0 = leave PyTorch's default)."""
+    if device.type != "cpu":
+        return settings.model_workers or 1, settings.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # Two single-threaded passes beat one two-threaded pass on the 2-core dev machine (no barrier waits
+    # between threads, and the event loop steals a core from one pass, not from both): docs/serving.md.
+    workers = settings.model_workers or (2 if cores >= 2 else 1)
+    return workers, settings.torch_threads or max(1, cores // workers)
+
+
+def _load(settings: Settings, metrics: Metrics) -> Predictor:
+    start = perf_counter()
+    try:
+        predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision)
+    except (CheckpointError, ValueError, RuntimeError) as exc:  # ValueError: device; RuntimeError: CUDA
+        logger.error("cannot start: %s", exc)
+        raise StartupError(str(exc)) from None
+    seconds = perf_counter() - start
+    metrics.model_load_seconds.set(seconds)
+    logger.info(
+        "loaded %s (weights sha256 %s) on %s in %.2f s",
+        settings.checkpoint,
+        predictor.info["weights_sha256"][:12],
+        predictor.device,
+        seconds,
+    )
+    return predictor
+
+
+async def _warm_up(state: ServiceState, pool: ThreadPoolExecutor, workers: int, sizes: list[int]) -> None:
+    """Warm-up passes in every model thread, then report ready (or failed, with the reason)."""
+    predictor = state.predictor
+    assert predictor is not None
+    loop = asyncio.get_running_loop()
+    try:
+        seconds = await asyncio.gather(*(loop.run_in_executor(pool, predictor.warm_up, sizes) for _ in range(workers)))
+    except Exception as exc:
+        logger.exception("warm-up failed; the service stays not ready")
+        state.set_status("failed", f"warm-up failed: {exc}")
+        return
+    state.metrics.warmup_seconds.set(max(seconds))
+    if state.status == "warming_up":
+        state.set_status("ready")
+        batching = "on" if state.settings.batching else "off"
+        logger.info("ready: warmed up at batch sizes %s in %.2f s; batching %s", sizes, max(seconds), batching)
+
+
+def _set_torch_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class QuietStartupFailure:
+    """Lifespan only: report a StartupError to the server as its one line, not a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}  # the reason was logged once, by _load
+            await send(message)
+
+        with contextlib.suppress(StartupError):  # already reported to the server as lifespan.startup.failed
+            await self.app(scope, receive, send_short)
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``uvicorn app.main:app``: built from the environment on first access, not when the module is imported."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from app.cli import configure_logging  # the entry point here is uvicorn's import of this attribute
+
+    settings = Settings()
+    if not logging.getLogger().handlers:
+        configure_logging(settings.log_level)
+    application = create_app(settings)
+    globals()["app"] = application
+    return application

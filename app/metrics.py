@@ -1,0 +1,75 @@
+"""Prometheus metrics, one registry per app instance (two apps in one process, as in tests, never collide)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)  # seconds
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # images per forward pass
+
+
+class Metrics:
+    """Every metric the service exports; ``registry`` is what /metrics renders."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "alexnet_requests", "HTTP requests answered, by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "alexnet_request_latency_seconds",
+            "time to answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "alexnet_queue_wait_seconds", "time a request waited for the model", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "alexnet_batch_size_images", "images per forward pass", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.forward_seconds = Histogram(
+            "alexnet_forward_seconds", "time of one forward pass", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.forward_passes = Counter("alexnet_forward_passes", "forward passes run (warm-up excluded)", registry=r)
+        self.images = Counter("alexnet_images_classified", "images classified", registry=r)
+        self.queue_depth = Gauge("alexnet_queue_depth_images", "images waiting for the model", registry=r)
+        self.model_load_seconds = Gauge(
+            "alexnet_model_load_seconds", "time to read the checkpoint and place it on the device", registry=r
+        )
+        self.warmup_seconds = Gauge("alexnet_warmup_seconds", "time of the warm-up passes", registry=r)
+        self.ready = Gauge("alexnet_ready", "1 when the model is loaded and warmed up", registry=r)
+
+
+class RequestMetrics:
+    """ASGI middleware: count each HTTP request by route template and status, and time it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording)
+        finally:
+            # The route template, not the raw path: a scan of random URLs must not grow the label set.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)

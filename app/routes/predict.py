@@ -1,0 +1,100 @@
+"""POST /predict: uploaded images in, one prediction per image out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from app.deps import PredictorDep, ServiceState
+from app.errors import Unprocessable
+from app.schemas import ErrorResponse, PredictResponse
+from app.uploads import FIELD, UploadLimits, decode_uploads, read_uploads
+
+router = APIRouter(tags=["predict"])
+
+# The body is read by app.uploads as a stream (limits enforced while it arrives), so FastAPI does not parse
+# it; this tells the OpenAPI page what to send, which gives /docs its file picker.
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {
+                        FIELD: {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one or more images: JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    example_body = {"application/json": {"example": {"detail": example}}}
+    return {"model": ErrorResponse, "description": description, "content": example_body}
+
+
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        "a corrupt or truncated image, an empty file, a malformed body",
+        "file 'cat.jpg': the image data is corrupt or truncated (image file is truncated)",
+    ),
+    413: _error(
+        "a body, a file, a pixel count or a number of files over the limits",
+        "file 'huge.png': 20000x20000 is 400,000,000 pixels, over the limit of 50,000,000",
+    ),
+    415: _error(
+        "a file that is not a supported image, or a body that is not multipart/form-data",
+        "file 'notes.txt': not a supported image (accepted: JPEG, PNG, WEBP, BMP, GIF, TIFF)",
+    ),
+    422: _error(
+        "no files, a field other than `file`, or a bad `top_k`",
+        "no files: send images as multipart/form-data in the field 'file'",
+    ),
+    429: _error(
+        "the queue is full: retry after the `Retry-After` header's seconds",
+        "the queue is full (256 images waiting, limit 256); retry shortly",
+    ),
+    503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
+    504: _error(
+        "the request waited for the model past its deadline and was not run",
+        "the request waited for the model past its deadline and was not run",
+    ),
+}
+
+
+@router.post(
+    "/predict",
+    summary="Classify uploaded images",
+    response_model=PredictResponse,
+    responses=PREDICT_ERRORS,
+    openapi_extra=UPLOAD_BODY,
+)
+async def predict_images(
+    request: Request,
+    predictor: PredictorDep,
+    top_k: Annotated[int | None, Query(ge=1, description="classes listed per image (default: the service's)")] = None,
+) -> PredictResponse:
+    """Classify images sent as multipart/form-data in the field `file` (repeat the field for several)."""
+    state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
+    settings = state.settings
+    deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
+    k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
+    if k > len(predictor.classes):
+        raise Unprocessable(f"top_k is {k} but the model has {len(predictor.classes)} classes")
+    limits = UploadLimits(settings.max_files, settings.max_file_bytes, settings.max_body_bytes)
+    assert state.batcher is not None and state.decode_pool is not None  # set with the predictor
+    with state.batcher.arriving():
+        uploads = await read_uploads(request, limits)
+        images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
+    results = await state.batcher.submit(images, k, deadline)
+    return PredictResponse.build([u.filename for u in uploads], results, predictor.info, k)

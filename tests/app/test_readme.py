@@ -1,0 +1,15 @@
+"""The README's settings table lists every setting the service reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.config import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    text = README.read_text()
+    missing = [name for name in Settings.model_fields if f"| `ALEXNET_{name.upper()}` |" not in text]
+    assert not missing, f"add these to README.md's settings table: {missing}"
