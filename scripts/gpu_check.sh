@@ -45,7 +45,7 @@ run_step() {  # NAME LIMIT_S COMMAND...: run it under a time limit, record its e
 }
 
 web_packages_present() {
-    "$PYTHON" -c "import fastapi, uvicorn, multipart, pydantic_settings, prometheus_client, safetensors, httpx, litserve" \
+    "$PYTHON" -c "import fastapi, fastapi_offline, uvicorn, multipart, pydantic_settings, prometheus_client, safetensors, httpx, litserve" \
         2>/dev/null
 }
 
