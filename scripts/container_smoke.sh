@@ -7,7 +7,8 @@
 # 1. installs podman, buildah, runc and debootstrap with apt-get if they are missing;
 # 2. makes the base image once (cached): a Debian bookworm minbase with python3 and venv, made with
 #    debootstrap from this machine's apt mirror and imported as $BASE_IMAGE_NAME;
-# 3. builds the Dockerfile on it, with this machine's pip configuration (its package folders and CA
+# 3. checks what .dockerignore lets into a build (decoy data, checkpoints, venv, .git must stay out);
+#    builds the Dockerfile on the base, with this machine's pip configuration (its package folders and CA
 #    bundle mounted read-only into the build), so torch comes from wherever pip gets it here;
 # 4. writes a tiny random-weights checkpoint with the image's own `models` package, starts the container
 #    with it on the CPU, calls /health and /predict from outside, runs the image's HEALTHCHECK, stops it.
@@ -16,7 +17,7 @@
 # Settings (env): ALEXNET_CACHE_DIR (default ~/.cache/alexnet-service), SMOKE_PORT (18000),
 # SMOKE_IMAGE (localhost/alexnet-service:smoke), SMOKE_KEEP_IMAGE=1 to keep the built image.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CACHE_DIR="${ALEXNET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alexnet-service}"
 BASE_IMAGE_NAME="localhost/alexnet-bookworm-min:latest"
@@ -121,6 +122,29 @@ pip_build_config() {
     log "pip configuration for the build: $(grep -c = "$conf") settings, mounts: ${PIP_MOUNTS[*]}"
 }
 
+# What .dockerignore really lets into a build, checked with podman itself: a copy of the work tree plus
+# decoys where data, checkpoints, venvs, git history and caches would be, copied into a throwaway image.
+check_build_context() {
+    local ctx="$WORK/context" listing
+    mkdir -p "$ctx"
+    git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -C "$ctx" -x
+    for decoy in data/cifar/x.jpg checkpoints/x.safetensors .venv/bin/x .git/HEAD tests/x.py \
+        models/__pycache__/x.pyc runs/x/metrics.json x.safetensors; do
+        mkdir -p "$ctx/$(dirname "$decoy")" && echo decoy >"$ctx/$decoy"
+    done
+    printf 'FROM %s\nCOPY . /context\n' "$BASE_IMAGE_NAME" >"$WORK/Context.Dockerfile"
+    podman build -q -f "$WORK/Context.Dockerfile" -t localhost/alexnet-context-check "$ctx" >/dev/null
+    listing="$(podman run --rm localhost/alexnet-context-check sh -c 'cd /context && find . -type f | sort')"
+    podman rmi -f localhost/alexnet-context-check >/dev/null
+    if grep -E '^\./(data|checkpoints|\.venv|\.git|tests|runs)/|__pycache__|\.safetensors$' <<<"$listing"; then
+        die ".dockerignore let the files above into the build context"
+    fi
+    for needed in pyproject.toml README.md models/alexnet.py scripts/train_if_missing.sh; do
+        grep -qx "./$needed" <<<"$listing" || die ".dockerignore keeps $needed out of the build context"
+    done
+    log "build context: $(wc -l <<<"$listing") files, none of the decoys (data, checkpoints, venv, .git, caches)"
+}
+
 build_image() {
     log "building $IMAGE on $BASE_IMAGE_NAME"
     # --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
@@ -203,6 +227,7 @@ main() {
     [[ $EUID == 0 ]] || die "run as root (podman needs it on this kind of machine)"
     install_tools && configure_podman && timed "tools (apt-get when missing)"
     make_base_image && timed "base image (debootstrap when missing)"
+    check_build_context && timed "build context check"
     pip_build_config && build_image && timed "podman build"
     write_tiny_checkpoint && timed "tiny checkpoint"
     start_container && timed "container start -> /health 200"
@@ -210,4 +235,4 @@ main() {
     log "OK"
 }
 
-main "$@"
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"  # sourcing it only defines the functions
