@@ -35,6 +35,7 @@ $(VENV)/.installed: pyproject.toml
 checkpoint: $(CHECKPOINT)
 
 # Built only when the file is missing. Order-only on install: a re-install never triggers training.
+# --resume: an interrupted run goes on from its last finished epoch (with no state file it starts afresh).
 $(CHECKPOINT): | $(VENV)/.installed
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		echo "train: no checkpoint at $@; a GPU is here: training the default recipe."; \
@@ -45,7 +46,7 @@ $(CHECKPOINT): | $(VENV)/.installed
 		echo "train: for the full recipe run:  $(BIN)/alexnet-train --output $@  (hours on a CPU; see README)"; \
 		device_args="--device cpu $(CPU_TRAIN_ARGS)"; \
 	fi; \
-	$(BIN)/alexnet-train --output $@ $$device_args
+	$(BIN)/alexnet-train --output $@ --resume $$device_args
 
 docker-lint:
 	scripts/lint_docker.sh

@@ -13,5 +13,7 @@ if [ -f "$checkpoint" ]; then
     exit 0
 fi
 
-echo "train: no checkpoint at $checkpoint; training: python -m training --output $checkpoint $*"
-exec python -m training --output "$checkpoint" "$@"
+# --resume: a run that was stopped (container killed, host rebooted) goes on from the state file the trainer
+# keeps beside the checkpoint after each epoch; with no state file it starts from the beginning.
+echo "train: no checkpoint at $checkpoint; training: python -m training --output $checkpoint --resume $*"
+exec python -m training --output "$checkpoint" --resume "$@"
