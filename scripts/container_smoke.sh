@@ -218,6 +218,7 @@ check_container() {
     local uid
     uid="$(podman exec "$CONTAINER" id -u)"
     [[ "$uid" != 0 ]] || die "the service runs as root"
+    log "container memory after the requests: $(podman stats --no-stream --format '{{.MemUsage}}' "$CONTAINER" 2>/dev/null || echo 'not available')"
     log "service runs as uid $uid; processes: $(podman top "$CONTAINER" args | tail -n +2 | tr -s ' ' | paste -sd';')"
     podman stop -t 10 "$CONTAINER" >/dev/null
     log "stopped (exit code $(podman inspect -f '{{.State.ExitCode}}' "$CONTAINER"))"
