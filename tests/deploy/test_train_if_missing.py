@@ -38,6 +38,7 @@ def test_a_missing_checkpoint_runs_the_trainer_with_the_arguments(tmp_path: Path
     result = run(checkpoint, "--data-dir", str(tmp_path / "no-data"), "--no-download", "--device", "cpu", path=path)
     assert f"no checkpoint at {checkpoint}; training" in result.stdout
     assert result.returncode != 0
+    assert str(tmp_path / "no-data") in result.stderr  # the trainer's own message names the folder
     assert "Traceback" not in result.stderr
     assert not checkpoint.exists()
 
