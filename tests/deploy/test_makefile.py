@@ -60,7 +60,7 @@ def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Pa
     # The real trainer on an empty data folder, download off (nothing leaves this machine in tests):
     # the log says it is a short CPU run and how to run the full one, then the trainer's own message.
     venv, checkpoint = fake_venv(tmp_path), tmp_path / "out" / "model.safetensors"
-    cpu_args = "--epochs 1 --no-download"
+    cpu_args = "--epochs 3 --no-download"
     result = make(
         "checkpoint", f"VENV={venv}", f"CHECKPOINT={checkpoint}", f"CPU_TRAIN_ARGS={cpu_args}", tmp_path=tmp_path
     )
