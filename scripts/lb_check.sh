@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-WORK="$(mktemp -d)"
+WORK="$(mktemp -d)" && chmod 755 "$WORK"  # nginx workers run as nobody when started as root
 LB_PORT="${LB_CHECK_PORT:-18200}"
 PORTS=($((LB_PORT + 1)) $((LB_PORT + 2)))
 DEAD_PORT=$((LB_PORT + 3))
