@@ -28,7 +28,9 @@ cleanup() {
 trap cleanup EXIT
 
 unpack_nginx() {
-    (cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) || die "apt-get download nginx"
+    # A fresh machine may have no package lists yet: fetch them once and try again.
+    (cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) ||
+        (apt-get update -qq && cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) || die "apt-get download nginx"
     dpkg-deb -x "$WORK"/nginx_*.deb "$WORK/nginx"
     mkdir -p "$WORK/run/tmp"
 }
