@@ -1,0 +1,74 @@
+"""The command line: recipes, explicit flags over recipes, the data-dir environment variable, bad flags."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from models import INPUT_SIZE
+from training.config import DEFAULT_OUTPUT, TrainConfig, parse_args
+from training.train import lr_factor
+
+
+def test_defaults_are_the_default_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALEXNET_DATA_DIR", raising=False)
+    config = parse_args([])
+    assert config == TrainConfig()
+    assert (config.optimizer, config.input_size, config.output) == ("sgd", INPUT_SIZE, DEFAULT_OUTPUT)
+    assert config.data_dir == "./data"
+
+
+def test_seed_recipe_is_the_guides_recipe_and_flags_override_it() -> None:
+    seed = parse_args(["--recipe", "seed"])
+    assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs) == ("adam", 1e-3, 64, 5)
+    assert not seed.normalize and not seed.flip and seed.crop_padding == 0
+    assert seed.label_smoothing == 0 and seed.ema_decay == 0 and not seed.tta
+    assert parse_args(["--recipe", "seed", "--epochs", "2", "--flip"]).epochs == 2
+    assert parse_args(["--epochs", "2", "--recipe", "seed", "--flip"]).flip  # order does not matter
+
+
+def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALEXNET_DATA_DIR", "/datasets/cifar")
+    assert parse_args([]).data_dir == "/datasets/cifar"
+    assert parse_args(["--data-dir", "here"]).data_dir == "here"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "--epochs: must be a positive integer"),
+        (["--epochs", "ten"], "invalid"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--recipe", "fast"], "invalid choice: 'fast'"),
+        (["--ema-decay", "1.5"], "must be in [0, 1)"),
+        (["--lr", "-1"], "must be 0 or more"),
+        (["--source-size", "256", "--input-size", "64"], "larger than --input-size"),
+        (["--no-such-flag"], "unrecognized arguments"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_entry_point_bad_flag_exits_2_without_traceback() -> None:
+    result = subprocess.run([sys.executable, "-m", "training", "--batch-size", "-3"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "alexnet-train: error: argument --batch-size: must be a positive integer, got -3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    total, warmup = 100, 10
+    assert lr_factor(0, total, warmup, "linear") == pytest.approx(0.01)
+    assert lr_factor(5, total, warmup, "linear") == pytest.approx(0.505)
+    assert lr_factor(10, total, warmup, "linear") == pytest.approx(1.0)
+    assert lr_factor(55, total, warmup, "linear") == pytest.approx(0.5)
+    assert lr_factor(99, total, warmup, "linear") == pytest.approx(1 / 90)
+    assert lr_factor(55, total, warmup, "cosine") == pytest.approx(0.5)
+    assert lr_factor(99, total, warmup, "cosine") < 0.001
+    assert lr_factor(99, total, 0, "constant") == 1.0

@@ -1,0 +1,128 @@
+"""A short real training run on generated, learnable data: loss falls, checkpoint and report are usable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from models import CIFAR10_MEAN, Preprocess, load_checkpoint
+from tests.training.conftest import CLASSES, TEST_INPUT_SIZE
+from training import evaluate as evaluate_module
+from training.config import TrainConfig
+from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE
+from training.state import StateError, load_state, state_path
+from training.train import cli, main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_config(data_dir: Path, output: Path, **overrides: Any) -> TrainConfig:
+    """The default recipe at a 64-pixel input on a few hundred generated images."""
+    base = TrainConfig(
+        data_dir=str(data_dir), output=str(output), input_size=TEST_INPUT_SIZE, val_size=32, epochs=2,
+        batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1,
+    )  # fmt: skip
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(learnable_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, dict[str, Any]]:
+    output = tmp_path_factory.mktemp("run") / "alexnet.safetensors"
+    # The default recipe (SGD + Nesterov, training init, warm-up and decay, crop, flip, label smoothing, EMA,
+    # flip TTA) with a learning rate and EMA decay for 8 steps instead of thousands.
+    config = tiny_config(learnable_folder, output, lr=0.05, ema_decay=0.9)
+    return config, main(config)
+
+
+def test_loss_falls_and_the_model_learns(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    _, metrics = trained
+    first, last = metrics["history"][0], metrics["history"][-1]
+    assert last["train_loss"] < 0.85 * first["train_loss"]
+    assert metrics["test_accuracy"] > 0.6  # chance is 0.25
+    assert metrics["val_accuracy"] > 0.6
+    assert metrics["train_images"] == 4 * 48 - 32 and metrics["val_images"] == 32 and metrics["test_images"] == 32
+
+
+def test_checkpoint_loads_and_describes_the_run(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    config, metrics = trained
+    ckpt = load_checkpoint(config.output)
+    assert ckpt.classes == tuple(sorted(CLASSES))
+    assert ckpt.preprocess.input_size == TEST_INPUT_SIZE and ckpt.preprocess.mean == CIFAR10_MEAN
+    assert ckpt.config["optimizer"] == "sgd" and ckpt.config["epochs"] == 2
+    assert ckpt.metrics["test_accuracy"] == metrics["test_accuracy"]
+    assert ckpt.metrics["weights"] == "ema"
+    assert not any(key.startswith(("module.", "_orig_mod.")) for key in ckpt.state_dict)  # unwrapped
+    model = ckpt.build_model()
+    assert model(torch.zeros(1, 3, TEST_INPUT_SIZE, TEST_INPUT_SIZE)).shape == (1, len(CLASSES))
+
+
+def test_report_and_state_are_written_beside_the_checkpoint(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    config, metrics = trained
+    folder = Path(config.output).parent
+    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE):
+        assert (folder / name).read_bytes().startswith(PNG_MAGIC)
+    saved = json.loads((folder / METRICS_FILE).read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert saved["config"]["recipe"] == "default"
+    assert len(saved["confusion_matrix"]) == len(CLASSES) and len(saved["history"]) == 2
+    state = load_state(state_path(config.output), config.to_dict())
+    assert state["epoch"] == 2 and set(state["rng"]) >= {"torch", "numpy_key", "python"}
+
+
+def test_state_file_is_read_without_unpickling_objects(tmp_path: Path, trained: tuple[TrainConfig, Any]) -> None:
+    config, _ = trained
+    evil = tmp_path / "evil.state.pt"
+    torch.save({"format": "alexnet-train-state", "payload": logging.getLogger("x")}, evil)  # an arbitrary object
+    with pytest.raises(StateError, match="not a readable training state"):
+        load_state(evil, config.to_dict())
+    with pytest.raises(StateError, match=r"other settings \(epochs: 2 -> 3\)"):
+        load_state(state_path(config.output), replace(config, epochs=3).to_dict())
+
+
+def test_evaluate_cli_recomputes_the_same_metrics(trained: tuple[TrainConfig, dict[str, Any]], tmp_path: Path) -> None:
+    config, metrics = trained
+    evaluate_module.cli(["--checkpoint", config.output, "--data-dir", config.data_dir, "--device", "cpu",
+                         "--output-dir", str(tmp_path)])  # fmt: skip
+    recomputed = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert recomputed["test_accuracy"] == metrics["test_accuracy"]
+    assert recomputed["confusion_matrix"] == metrics["confusion_matrix"]
+    assert recomputed["tta"] is True  # as trained
+    assert recomputed["config"] == config.to_dict()
+    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE):
+        assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_evaluate_cli_reports_a_broken_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as info:
+        evaluate_module.cli(["--checkpoint", str(broken), "--data-dir", str(tmp_path)])
+    assert info.value.code == 1
+    assert "not a readable safetensors file" in caplog.text
+
+
+def test_predict_matches_a_plain_forward_pass(tiny_checkpoint: Path) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model, preprocess = ckpt.build_model(), Preprocess(ckpt.preprocess)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    probs = evaluate_module.predict(model, preprocess, images, "cpu", batch_size=2)
+    with torch.inference_mode():
+        expected = model(preprocess(images)).softmax(dim=1)
+    torch.testing.assert_close(probs, expected)
+    with torch.inference_mode():
+        mirrored = model(preprocess(images.flip(3))).softmax(dim=1)
+    tta = evaluate_module.predict(model, preprocess, images.numpy(), "cpu", batch_size=3, tta=True)
+    torch.testing.assert_close(tta, (expected + mirrored) / 2)
+
+
+def test_train_cli_reports_data_problems_without_traceback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli(["--data-dir", str(tmp_path / "absent"), "--no-download", "--output", str(tmp_path / "x.safetensors")])
+    assert info.value.code == 1
+    assert "does not exist: expected the CIFAR-10 python version" in caplog.text

@@ -1,0 +1,81 @@
+"""The resumable training state, saved atomically after every epoch beside the output checkpoint.
+
+``<output stem>.state.pt`` holds the model, EMA, optimizer, epoch, history and RNG states. It is our own
+file, yet it is read with ``torch.load(weights_only=True)``: tensors and plain containers only, no
+arbitrary unpickling. Everything in it is therefore kept to tensors, numbers, strings, lists and dicts.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import atomic_write
+
+STATE_FORMAT = "alexnet-train-state"
+STATE_VERSION = 1
+# Fields that may differ between a run and its resumption; any other difference is refused.
+MAY_CHANGE = frozenset({"resume", "progress", "compile", "download", "data_dir", "decode_workers", "cache", "device"})
+
+
+class StateError(Exception):
+    """A state file that cannot be resumed from; the message says why."""
+
+
+def state_path(output: str | Path) -> Path:
+    """checkpoints/alexnet-cifar10.safetensors -> checkpoints/alexnet-cifar10.state.pt"""
+    return Path(output).with_suffix(".state.pt")
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    version, words, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+        "numpy_pos": int(np_state["state"]["pos"]),
+        "numpy_gauss": [int(np_state["has_gauss"]), float(np_state["gauss"])],
+        "python": [version, list(words), gauss],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    has_gauss, gauss = state["numpy_gauss"]
+    key = state["numpy_key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, state["numpy_pos"], has_gauss, gauss))
+    version, words, python_gauss = state["python"]
+    random.setstate((version, tuple(words), python_gauss))
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    full = {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "rng": rng_state()}
+    atomic_write(path, lambda tmp: torch.save(full, tmp))
+
+
+def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Read a state file and check that it belongs to this run's config."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise StateError(f"{path}: not a readable training state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise StateError(f"{path}: not an alexnet training state file")
+    if state.get("version") != STATE_VERSION:
+        raise StateError(f"{path}: state version {state.get('version')} is not {STATE_VERSION}")
+    saved = state["config"]
+    changed = sorted(k for k in config if k not in MAY_CHANGE and saved.get(k) != config[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config[k]!r}" for k in changed)
+        raise StateError(
+            f"{path}: was saved by a run with other settings ({diffs}); rerun without --resume to start over"
+        )
+    return state
