@@ -1,0 +1,83 @@
+"""What one serving replica costs in memory on the CPU: the figures behind docs/scaling.md.
+
+Runs in a fresh process and reports resident memory (VmRSS, and the peak VmHWM) after each stage a
+replica goes through: import torch, load a checkpoint (random weights, 224x224 input, the real size),
+then forward passes at the batch sizes given. Linux only (reads /proc/self/status).
+
+    python scripts/measure_replica_memory.py --batch-sizes 1 32 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def memory_mib() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MiB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def report(stage: str) -> None:
+    rss, peak = memory_mib()
+    logger.info("%-36s RSS %7.0f MiB   peak %7.0f MiB", stage, rss, peak)
+
+
+def write_random_checkpoint(path: Path) -> None:
+    """Random weights, the serving defaults (32x32 source upsampled to 224x224)."""
+    from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
+
+    model_args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
+    save_checkpoint(
+        path, AlexNet(**model_args), model_args=model_args, classes=CIFAR10_CLASSES, preprocess=PreprocessSpec()
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 64], help="images per forward pass")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--write-checkpoint", type=Path, help=argparse.SUPPRESS)  # internal: the child process
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.write_checkpoint:
+        write_random_checkpoint(args.write_checkpoint)
+        return
+
+    report("python started")
+    import torch
+
+    from models import Preprocess, load_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report(f"import torch {torch.__version__}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Written by a child process, so building the throwaway model does not count in this one.
+        path = Path(tmp) / "random.safetensors"
+        subprocess.run([sys.executable, __file__, "--write-checkpoint", str(path)], check=True)
+        checkpoint = load_checkpoint(path)
+    spec = checkpoint.preprocess
+    model = checkpoint.build_model()
+    preprocess = Preprocess(checkpoint.preprocess)
+    del checkpoint
+    params = sum(p.numel() for p in model.parameters())
+    report(f"model loaded ({params * 4 / 2**20:.0f} MiB of fp32 weights)")
+
+    with torch.inference_mode():
+        for batch_size in args.batch_sizes:
+            images = torch.randint(0, 256, (batch_size, 3, spec.source_size, spec.source_size), dtype=torch.uint8)
+            model(preprocess(images))  # (N, 10)
+            report(f"after a forward pass, batch {batch_size}")
+
+
+if __name__ == "__main__":
+    main()
