@@ -1,13 +1,14 @@
 """Batching across requests: concurrent uploads share forward passes, run off the event loop.
 
-How a batch forms. Requests queue their decoded images (a whole request always stays in one pass). When a
-model worker is free, the batcher takes queued requests up to ``max_batch_size`` images. If the batch is not
-full while the service is busy (uploads being received or decoded, or another pass running), it waits for
-more, at most ``max_wait_s``; when nothing else is happening it runs at once, so a lone request never
-waits. While a pass runs, the next batch fills (the event loop keeps receiving and decoding): that overlap
-is where the throughput comes from. With ``workers`` > 1 that many passes run at once, each in its own
-thread (on a CPU, two single-threaded passes keep two cores busier than one two-threaded pass: see
-docs/serving.md).
+How a batch forms. Requests queue their decoded images. When a model worker is free, the batcher takes
+queued images, oldest first, up to ``max_batch_size`` per pass; a request with more images than fit is
+split over several passes (and so over several workers) and answered when its last piece is done. If a
+pass is not full while the service is busy (uploads being received or decoded, or another pass running),
+it waits for more, at most ``max_wait_s``; when nothing else is happening it runs at once, so a lone
+request never waits. While a pass runs, the next one fills (the event loop keeps receiving and decoding):
+that overlap is where the throughput comes from. With ``workers`` > 1 that many passes run at once, each
+in its own thread (on a CPU, two single-threaded passes of 16 keep two cores busier than one two-threaded
+pass of 32: see docs/serving.md). Without batching, a pass holds one whole request and nothing else.
 
 Back-pressure. The queue is bounded in images: a request that would overflow it is refused at once (429),
 rather than letting every request's latency grow. A request still queued at its deadline is answered 504
@@ -39,18 +40,41 @@ Forward = Callable[[np.ndarray, int], list[Any]]  # (images (N, S, S, 3) uint8, 
 
 @dataclass(eq=False)
 class Job(Generic[Result]):
-    """One request's images waiting for the model."""
+    """One request's images waiting for the model; its pieces may run in different passes."""
 
     images: np.ndarray  # (n, S, S, 3) uint8
     top_k: int
     deadline: float  # event-loop time
     enqueued: float  # event-loop time
     future: asyncio.Future[list[Result]]
-    taken: bool = field(default=False)  # left the queue (into a batch, or expired)
+    taken: int = 0  # images handed to passes so far (the rest are still queued)
+    results: list[Result | None] = field(default_factory=list)
+    unanswered: int = 0  # images whose pass has not returned yet
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.images)
+        self.unanswered = len(self.images)
 
     @property
     def size(self) -> int:
         return len(self.images)
+
+    @property
+    def queued(self) -> int:
+        return self.size - self.taken
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Images ``start:stop`` of one job, in one pass."""
+
+    job: Job[Any]
+    start: int
+    stop: int
+
+    @property
+    def images(self) -> np.ndarray:
+        return self.job.images[self.start : self.stop]  # a view, no copy
 
 
 class Batcher:
@@ -130,7 +154,7 @@ class Batcher:
         try:
             return await asyncio.wait_for(job.future, deadline - now)
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
-            ran = job.taken
+            ran = job.taken > 0
             self._withdraw(job)
             raise DeadlineExceeded(
                 "the model did not answer before the deadline"
@@ -142,10 +166,11 @@ class Batcher:
             raise
 
     def _withdraw(self, job: Job[Any]) -> None:
-        if not job.taken:
-            job.taken = True
+        """Take what is still queued of a job out of the queue (its running pieces finish unheard)."""
+        if job.queued:
             self._queue.remove(job)
-            self._queued_images -= job.size
+            self._queued_images -= job.queued
+            job.taken = job.size
             self.metrics.queue_depth.set(self._queued_images)
 
     def _wake(self) -> None:
@@ -185,20 +210,20 @@ class Batcher:
         assert self._free_workers is not None
         self._free_workers.release()
 
-    async def _next_batch(self) -> list[Job[Any]] | None:
-        """The next batch; None once stopping with nothing left. Empty when every taken job had expired."""
+    async def _next_batch(self) -> list[Piece] | None:
+        """The next pass's pieces; None once stopping with nothing left. Empty when every job had expired."""
         while not self._queue:
             if self._stopping:
                 return None
             await self._wait()
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.max_wait_s
-        batch: list[Job[Any]] = []
+        batch: list[Piece] = []
         images = 0
         while True:
             images = self._take(batch, images)
             if not self.batching or images >= self.max_batch_size or self._queue:
-                break  # full, or the next request does not fit: it starts the next pass
+                break  # full, or (without batching) the next request starts the next pass
             remaining = give_up_at - loop.time()
             idle = self._arriving == 0 and not self._passes
             if idle or remaining <= 0 or self._stopping:
@@ -206,51 +231,69 @@ class Batcher:
             await self._wait(remaining)
         return batch
 
-    def _take(self, batch: list[Job[Any]], images: int) -> int:
-        """Move queued jobs into ``batch`` while they fit; answer expired ones 504. Returns the image count."""
+    def _take(self, batch: list[Piece], images: int) -> int:
+        """Move queued images into ``batch`` while they fit; answer expired jobs 504. Returns the image count."""
         now = asyncio.get_running_loop().time()
         while self._queue:
             job = self._queue[0]
-            if batch and (not self.batching or images + job.size > self.max_batch_size):
+            if batch and not self.batching:
+                break  # without batching a pass holds one request
+            room = self.max_batch_size - images if self.batching else job.queued
+            if room <= 0:
                 break
-            self._queue.popleft()
-            job.taken = True
-            self._queued_images -= job.size
-            if job.future.done():
-                continue  # its request gave up (cancelled)
-            if now >= job.deadline:
-                job.future.set_exception(
-                    DeadlineExceeded("the request waited for the model past its deadline and was not run")
-                )
+            if job.taken == 0 and self._expired(job, now):
+                self._queue.popleft()
+                self._queued_images -= job.size
                 continue
-            self.metrics.queue_wait.observe(now - job.enqueued)
-            batch.append(job)
-            images += job.size
+            if job.taken == 0:
+                self.metrics.queue_wait.observe(now - job.enqueued)
+            count = min(room, job.queued)
+            batch.append(Piece(job, job.taken, job.taken + count))
+            job.taken += count
+            images += count
+            self._queued_images -= count
+            if not job.queued:
+                self._queue.popleft()
         self.metrics.queue_depth.set(self._queued_images)
         return images
 
-    async def _run(self, batch: list[Job[Any]]) -> None:
+    @staticmethod
+    def _expired(job: Job[Any], now: float) -> bool:
+        """A job whose request gave up (cancelled), or is past its deadline: it must not reach the model."""
+        if job.future.done():
+            return True
+        if now >= job.deadline:
+            job.future.set_exception(
+                DeadlineExceeded("the request waited for the model past its deadline and was not run")
+            )
+            return True
+        return False
+
+    async def _run(self, batch: list[Piece]) -> None:
         loop = asyncio.get_running_loop()
-        top_k = max(job.top_k for job in batch)
+        top_k = max(piece.job.top_k for piece in batch)
         start = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self.executor, self._forward_batch, [j.images for j in batch], top_k)
+            results = await loop.run_in_executor(self.executor, self._forward_batch, [p.images for p in batch], top_k)
         except Exception:
             logger.exception("forward pass over %d requests failed", len(batch))
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(InternalError())
+            for piece in batch:
+                if not piece.job.future.done():
+                    piece.job.future.set_exception(InternalError())
             return
-        size = sum(job.size for job in batch)
+        size = sum(piece.stop - piece.start for piece in batch)
         self.metrics.forward_seconds.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(size)
         self.metrics.forward_passes.inc()
         self.metrics.images.inc(size)
         offset = 0
-        for job in batch:
-            if not job.future.done():
-                job.future.set_result(results[offset : offset + job.size])
-            offset += job.size
+        for piece in batch:
+            job, count = piece.job, piece.stop - piece.start
+            job.results[piece.start : piece.stop] = results[offset : offset + count]
+            job.unanswered -= count
+            offset += count
+            if job.unanswered == 0 and not job.future.done():
+                job.future.set_result(job.results)
 
     def _forward_batch(self, images: list[np.ndarray], top_k: int) -> list[Any]:
         # In the model thread: the concatenation copies a few KB per image, off the event loop too.

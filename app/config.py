@@ -37,7 +37,9 @@ class Settings(BaseSettings):
         "auto", description="auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU"
     )
     batching: bool = Field(True, description="gather concurrent requests into one forward pass")
-    max_batch_size: int = Field(32, ge=1, le=4096, description="images per forward pass")
+    max_batch_size: int = Field(
+        0, ge=0, le=4096, description="images per forward pass; 0: auto (16 on a CPU, 128 on CUDA)"
+    )
     max_wait_ms: float = Field(
         5.0, ge=0, le=10_000, description="longest a part-full batch waits for more while the service is busy (ms)"
     )
@@ -58,6 +60,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+
+    def pass_size(self, device_type: str) -> int:
+        """Images per forward pass on this kind of device: the setting, or the measured default when 0."""
+        if self.max_batch_size:
+            return self.max_batch_size
+        # CPU: two single-threaded passes of 16 peak on the 2-core dev machine (docs/benchmarks.md); CUDA:
+        # a batch large enough to fill the GPU, small enough to keep one pass in the milliseconds.
+        return 128 if device_type == "cuda" else 16
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:

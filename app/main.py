@@ -76,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
     model_pool = ThreadPoolExecutor(workers, "alexnet-model", initializer=_set_torch_threads, initargs=(threads,))
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
-    largest = settings.max_batch_size if settings.batching else settings.max_files
+    largest = settings.pass_size(predictor.device.type) if settings.batching else settings.max_files
     state.batcher = Batcher(
         predictor.classify,
         model_pool,

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.out.mkdir(parents=True, exist_ok=True)
-    defaults = service_defaults()
+    defaults = service_defaults(args.device)
     uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, DEFAULT_CIFAR_DIR)
     with tempfile.TemporaryDirectory(prefix="alexnet-profile-") as scratch:
         checkpoint = write_random_checkpoint(Path(scratch) / "random.safetensors", 224)

@@ -22,18 +22,27 @@ UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")  # no per-request 
 class ServiceDefaults:
     """The service's own defaults that the benchmark mirrors (LitServe's batching) or must respect."""
 
-    max_batch_size: int = FALLBACK_MAX_BATCH_SIZE  # images per forward pass
+    max_batch_size: int = FALLBACK_MAX_BATCH_SIZE  # images in forward passes at once (passes x images per pass)
     max_wait_ms: float = FALLBACK_MAX_WAIT_MS
     max_files: int = FALLBACK_MAX_FILES  # files per request
 
 
-def service_defaults() -> ServiceDefaults:
-    """Read from the service's Settings, so LitServe batches exactly as the service does by default."""
+def service_defaults(device: str = "cpu") -> ServiceDefaults:
+    """Read from the service's Settings, so LitServe batches as many images as the service runs at once.
+
+    The service runs ``workers`` passes of ``pass_size`` images at once (on a CPU, 2 single-threaded passes
+    of 16); LitServe runs one inference worker, so it gets batches of workers x pass_size images.
+    """
     try:
+        import torch
+
         from app.config import Settings
+        from app.main import model_threads
 
         settings = Settings()
-        return ServiceDefaults(int(settings.max_batch_size), float(settings.max_wait_ms), int(settings.max_files))
+        workers, _ = model_threads(settings, torch.device(device))
+        in_flight = settings.pass_size(device) * workers
+        return ServiceDefaults(in_flight, float(settings.max_wait_ms), int(settings.max_files))
     except Exception as exc:  # the app not importable here, or its settings renamed: say so, use the fallback
         logger.warning("could not read the service's defaults (%s): using %s", exc, ServiceDefaults())
         return ServiceDefaults()

@@ -177,3 +177,34 @@ def test_concurrent_passes_keep_each_answer_its_own(serve) -> None:
         got = {t["label"]: t["probability"] for t in response.json()["predictions"][0]["top_k"]}
         want = {t["label"]: t["probability"] for t in expected[0]["top_k"]}
         assert got == pytest.approx(want, abs=2e-6)
+
+
+def test_a_request_larger_than_a_pass_is_split_and_answered_in_order(serve) -> None:
+    """10 images with passes of 4: three passes (4 + 4 + 2), and each answer is its own picture's."""
+    server = serve(model_workers=2, max_batch_size=4, max_files=10)
+    pictures = [png(picture(seed=i)) for i in range(10)]
+    alone = [
+        httpx.post(f"{server.url}/predict", params={"top_k": 10}, files=files(("a.png", p))).json()["predictions"][0]
+        for p in pictures
+    ]
+    before = server.metric("alexnet_forward_passes_total")
+    response = httpx.post(
+        f"{server.url}/predict", params={"top_k": 10}, files=files(*((f"{i}.png", p) for i, p in enumerate(pictures)))
+    )
+    assert response.status_code == 200
+    assert server.metric("alexnet_forward_passes_total") - before == 3
+    predictions = response.json()["predictions"]
+    assert [p["filename"] for p in predictions] == [f"{i}.png" for i in range(10)]
+    for got, want in zip(predictions, alone, strict=True):
+        assert got["label"] == want["label"]
+        got_p = {t["label"]: t["probability"] for t in got["top_k"]}
+        want_p = {t["label"]: t["probability"] for t in want["top_k"]}
+        assert got_p == pytest.approx(want_p, abs=2e-6)
+
+
+def test_pass_size_defaults_by_device(tiny_checkpoint) -> None:
+    from tests.app.conftest import test_settings
+
+    auto = test_settings(tiny_checkpoint, max_batch_size=0)
+    assert (auto.pass_size("cpu"), auto.pass_size("cuda")) == (16, 128)
+    assert test_settings(tiny_checkpoint, max_batch_size=7).pass_size("cuda") == 7

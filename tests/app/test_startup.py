@@ -69,7 +69,7 @@ def test_unavailable_device_stops_start_up(tiny_checkpoint: Path) -> None:
     ("argv", "message"),
     [
         (["--port", "http"], "invalid int value"),
-        (["--max-batch-size", "0"], "max_batch_size"),
+        (["--max-batch-size", "-1"], "max_batch_size"),
         (["--device", "gpu"], "device"),
         (["--precision", "fp8"], "precision"),
         (["--bogus"], "unrecognized arguments"),
