@@ -220,9 +220,10 @@ class Batcher:
         give_up_at = loop.time() + self.max_wait_s
         batch: list[Piece] = []
         images = 0
+        limit = self._pass_limit()
         while True:
-            images = self._take(batch, images)
-            if not self.batching or images >= self.max_batch_size or self._queue:
+            images = self._take(batch, images, limit)
+            if not self.batching or images >= limit or self._queue:
                 break  # full, or (without batching) the next request starts the next pass
             remaining = give_up_at - loop.time()
             idle = self._arriving == 0 and not self._passes
@@ -231,14 +232,26 @@ class Batcher:
             await self._wait(remaining)
         return batch
 
-    def _take(self, batch: list[Piece], images: int) -> int:
+    def _pass_limit(self) -> int:
+        """Images for the pass being formed: the queue shared fairly among the workers free right now.
+
+        Without this, one free worker would take everything queued while the others sit idle (8 queued
+        images: one pass of 8 on one core, instead of two passes of 4 on two).
+        """
+        free = self.workers - len(self._passes)  # this pass's worker included
+        if free <= 1:
+            return self.max_batch_size  # the last free worker: fill the pass (waiting a little if busy)
+        fair_share = -(-self._queued_images // free)  # ceiling division
+        return max(1, min(self.max_batch_size, fair_share))
+
+    def _take(self, batch: list[Piece], images: int, limit: int) -> int:
         """Move queued images into ``batch`` while they fit; answer expired jobs 504. Returns the image count."""
         now = asyncio.get_running_loop().time()
         while self._queue:
             job = self._queue[0]
             if batch and not self.batching:
                 break  # without batching a pass holds one request
-            room = self.max_batch_size - images if self.batching else job.queued
+            room = limit - images if self.batching else job.queued
             if room <= 0:
                 break
             if job.taken == 0 and self._expired(job, now):
