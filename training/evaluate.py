@@ -92,9 +92,13 @@ def evaluate_checkpoint(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     tta = ckpt.config.get("tta", False) if tta is None else tta
-    probs = predict(model, preprocess, torch.from_numpy(test.images), device, batch_size, tta)
-    confusion = confusion_matrix(torch.from_numpy(test.labels), probs.argmax(dim=1), len(classes))
+    images, labels = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    probs = predict(model, preprocess, images, device, batch_size, tta)
+    confusion = confusion_matrix(labels, probs.argmax(dim=1), len(classes))
     metrics = {**ckpt.metrics, **summarize(confusion, classes), "tta": tta, "test_source": source}
+    # The service classifies one view (no mirror): what it will deliver, beside the TTA number.
+    single = predict(model, preprocess, images, device, batch_size, tta=False) if tta else probs
+    metrics["test_accuracy_single_view"] = float((single.argmax(dim=1) == labels).double().mean())
     metrics.update(config=ckpt.config, weights_sha256=ckpt.weights_sha256)
     metrics["test_loss"] = float(
         -probs[torch.arange(len(probs)), torch.from_numpy(test.labels)].clamp_min(1e-12).log().mean()

@@ -45,6 +45,7 @@ def test_loss_falls_and_the_model_learns(trained: tuple[TrainConfig, dict[str, A
     first, last = metrics["history"][0], metrics["history"][-1]
     assert last["train_loss"] < 0.85 * first["train_loss"]
     assert metrics["test_accuracy"] > 0.6  # chance is 0.25
+    assert metrics["test_accuracy_single_view"] > 0.6  # without flip TTA: what the service delivers
     assert metrics["val_accuracy"] > 0.6
     assert metrics["train_images"] == 4 * 48 - 32 and metrics["val_images"] == 32 and metrics["test_images"] == 32
 
@@ -91,6 +92,7 @@ def test_evaluate_cli_recomputes_the_same_metrics(trained: tuple[TrainConfig, di
                          "--output-dir", str(tmp_path)])  # fmt: skip
     recomputed = json.loads((tmp_path / METRICS_FILE).read_text())
     assert recomputed["test_accuracy"] == metrics["test_accuracy"]
+    assert recomputed["test_accuracy_single_view"] == metrics["test_accuracy_single_view"]
     assert recomputed["confusion_matrix"] == metrics["confusion_matrix"]
     assert recomputed["tta"] is True  # as trained
     assert recomputed["config"] == config.to_dict()
