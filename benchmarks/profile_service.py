@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).is_file():
+        parser.error("py-spy is not installed (pip install -e '.[bench]')")
     args.out.mkdir(parents=True, exist_ok=True)
     defaults = service_defaults(args.device)
     uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, DEFAULT_CIFAR_DIR)
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = server_specs(sys.executable, checkpoint, args.device, defaults.max_batch_size, defaults.max_wait_ms)
         with start_server(spec[args.server], args.out / f"{args.server}.log") as server:
             raw = args.out / "profile.txt"
+            raw.unlink(missing_ok=True)  # a failed sampler must not leave an old profile to summarise
             command = [
                 py_spy,
                 "record",
@@ -161,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
                 LoadSpec(LOOPBACK, server.port, body, content_type, 1, args.concurrency, 3.0, args.seconds + 1.0)
             )
             sampler.join()
+            if not raw.is_file():
+                raise SystemExit(f"py-spy wrote no samples to {raw}: see its error above")
             batching = batching_line(service_metrics(server.port), load.wall_s)
     summary = summarize_stacks(parse_raw(raw.read_text()))
     figures = load.summary.to_dict()
