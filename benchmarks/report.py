@@ -188,8 +188,9 @@ def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: 
         "",
         f"Command: `{results['command']}` ({results['elapsed_s']:.0f} s). Each level: {settings['warmup_s']:g} s "
         f"warm-up, then {settings['duration_s']:g} s measured; closed loop (each client sends its next request "
-        f"when the last is answered). Batching for the service's default and LitServe: up to "
-        f"{settings['max_batch_size']} images, {settings['max_wait_ms']:g} ms wait.",
+        f"when the last is answered). Batching: up to {settings['max_batch_size']} images in forward passes at "
+        f"once (the service by its own defaults, in its model workers' passes; LitServe in one batch), "
+        f"{settings['max_wait_ms']:g} ms wait.",
         "",
     ]
     if results.get("limit"):
