@@ -29,7 +29,8 @@ from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.payloads import DEFAULT_CIFAR_DIR, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, start_server
-from benchmarks.serving import request_bodies, write_random_checkpoint
+from benchmarks.serving import request_bodies
+from models import save_random_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = service_defaults(args.device)
     uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, DEFAULT_CIFAR_DIR)
     with tempfile.TemporaryDirectory(prefix="alexnet-profile-") as scratch:
-        checkpoint = write_random_checkpoint(Path(scratch) / "random.safetensors", 224)
+        checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors")
         spec = server_specs(sys.executable, checkpoint, args.device, defaults.max_batch_size, defaults.max_wait_ms)
         with start_server(spec[args.server], args.out / f"{args.server}.log") as server:
             raw = args.out / "profile.txt"

@@ -34,7 +34,7 @@ from benchmarks.machine import describe_machine, load_average
 from benchmarks.payloads import DEFAULT_CIFAR_DIR, IMAGE_KINDS, cifar_arrays, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
-from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, load_checkpoint, save_checkpoint
+from models import load_checkpoint, save_random_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +62,6 @@ class Scenario:
 
     def label(self) -> str:
         return f"{self.kind} x{self.images_per_request}"
-
-
-def write_random_checkpoint(path: Path, input_size: int) -> Path:
-    torch.manual_seed(0)
-    model = AlexNet(num_classes=len(CIFAR10_CLASSES))
-    save_checkpoint(
-        path,
-        model,
-        model_args={"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5},
-        classes=CIFAR10_CLASSES,
-        preprocess=PreprocessSpec(input_size=input_size),
-        config={"note": "random weights for benchmarks"},
-    )
-    return path
 
 
 def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
@@ -204,7 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     kinds = sorted({s.kind for s in args.scenarios})  # photos take seconds to make: only what is sent
     uploads = {kind: make_uploads(kind, DISTINCT_IMAGES[kind], args.cifar_dir) for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as scratch:
-        checkpoint = args.checkpoint or write_random_checkpoint(Path(scratch) / "random.safetensors", args.input_size)
+        checkpoint = args.checkpoint or save_random_checkpoint(
+            Path(scratch) / "random.safetensors", input_size=args.input_size, note="random weights for benchmarks"
+        )
         limit = (
             None
             if args.no_limit

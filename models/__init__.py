@@ -1,7 +1,13 @@
 """The AlexNet model, its input contract and its checkpoint format. Pure: no device choice, no env."""
 
 from models.alexnet import AlexNet
-from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from models.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    save_random_checkpoint,
+)
 from models.images import ImageError, load_image
 from models.transforms import (
     CIFAR10_CLASSES,
@@ -28,4 +34,5 @@ __all__ = [
     "load_checkpoint",
     "load_image",
     "save_checkpoint",
+    "save_random_checkpoint",
 ]

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from models.alexnet import AlexNet
-from models.transforms import PreprocessSpec
+from models.transforms import CIFAR10_CLASSES, INPUT_SIZE, PreprocessSpec
 
 FORMAT_NAME = "alexnet-service-checkpoint"
 FORMAT_VERSION = 1
@@ -101,6 +101,26 @@ def save_checkpoint(
     return sha
 
 
+def save_random_checkpoint(
+    path: str | os.PathLike[str], *, input_size: int = INPUT_SIZE, seed: int = 0, note: str = "random weights"
+) -> Path:
+    """A real checkpoint of an untrained CIFAR-10 AlexNet, for tests, smoke tests and benchmarks.
+
+    Timing and plumbing do not depend on the weights; a small ``input_size`` (e.g. 64) keeps CPU tests fast.
+    """
+    torch.manual_seed(seed)
+    model_args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
+    save_checkpoint(
+        path,
+        AlexNet(**model_args),
+        model_args=model_args,
+        classes=CIFAR10_CLASSES,
+        preprocess=PreprocessSpec(input_size=input_size),
+        config={"note": note},
+    )
+    return Path(path)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
     target = Path(path)
@@ -109,6 +129,9 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file 0600; give it the mode a plain open() would, so that another user (the
+        # container's, when a checkpoint trained on the host is mounted into it) can read it.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -120,6 +143,12 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)  # reading it means setting it: put the old value straight back
+    os.umask(umask)
+    return umask
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -161,18 +161,13 @@ build_image() {
     log "image size: $((bytes / 1000000)) MB"
 }
 
-# A real checkpoint with random weights at input size 64 (as tests/conftest.py makes), written by the
+# A real checkpoint with random weights at input size 64 (as the tests use), written by the
 # image's own models package, so the test needs nothing on the host but podman.
 write_tiny_checkpoint() {
     mkdir -p "$WORK/ckpt" && chmod 0777 "$WORK/ckpt"
     podman run --rm -v "$WORK/ckpt:/out" "$IMAGE" python -c '
-import torch
-from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
-torch.manual_seed(0)
-save_checkpoint("/out/tiny.safetensors", AlexNet(num_classes=len(CIFAR10_CLASSES)),
-                model_args={"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}, classes=CIFAR10_CLASSES,
-                preprocess=PreprocessSpec(input_size=64), config={"note": "random weights, container smoke test"},
-                metrics={})'
+from models import save_random_checkpoint
+save_random_checkpoint("/out/tiny.safetensors", input_size=64, note="random weights, container smoke test")'
     [[ -s "$WORK/ckpt/tiny.safetensors" ]] || die "no checkpoint written"
 }
 

@@ -12,7 +12,7 @@
 # ALEXNET_DATA_DIR (the JPEG copy of CIFAR-10; default: unpacked from the bundle).
 # The host needs PyTorch; missing web packages are installed offline from the bundle's wheels.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 
 BUNDLE=gpu-check-bundle
 OUT=""
@@ -45,7 +45,7 @@ run_step() {  # NAME LIMIT_S COMMAND...: run it under a time limit, record its e
 }
 
 web_packages_present() {
-    "$PYTHON" -c "import fastapi, fastapi_offline, uvicorn, multipart, pydantic_settings, prometheus_client, safetensors, httpx, litserve" \
+    "$PYTHON" -c "import fastapi, fastapi_offline, uvicorn, multipart, pydantic_settings, prometheus_client, safetensors, httpx, litserve, pytest" \
         2>/dev/null
 }
 
@@ -82,6 +82,7 @@ if [ "$DRY_RUN" = 1 ]; then
 else
     DEVICE=cuda
     TRAINING=(--device cuda --full --guide-max-steps 150)
+    # shellcheck disable=SC2054  # the commas are inside scenario values (KIND:IMAGES:LEVELS)
     SERVING=(--device cuda --client-processes 4 --duration 3 --warmup 1.5 --limit-seconds 1
              --scenario cifar:1:1,32,128 --scenario cifar:64:4,16 --scenario photo:1:32)
 fi

@@ -30,16 +30,6 @@ def report(stage: str) -> None:
     logger.info("%-36s RSS %7.0f MiB   peak %7.0f MiB", stage, rss, peak)
 
 
-def write_random_checkpoint(path: Path) -> None:
-    """Random weights, the serving defaults (32x32 source upsampled to 224x224)."""
-    from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
-
-    model_args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
-    save_checkpoint(
-        path, AlexNet(**model_args), model_args=model_args, classes=CIFAR10_CLASSES, preprocess=PreprocessSpec()
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 64], help="images per forward pass")
@@ -48,7 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.write_checkpoint:
-        write_random_checkpoint(args.write_checkpoint)
+        from models import save_random_checkpoint  # here, so the parent process never imports torch
+
+        save_random_checkpoint(args.write_checkpoint)
         return
 
     report("python started")

@@ -15,12 +15,15 @@ DATA=${ALEXNET_DATA_DIR:-/work/data/cifar-jpeg}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$DEST/wheels"
 
-# The project's runtime dependencies and its [bench] extra, less what a PyTorch host already has.
+# The project's runtime dependencies, its [bench] extra and pytest (for the CUDA tests), less what a PyTorch
+# host already has.
 "$PYTHON" - "$DEST/requirements.txt" <<'PY'
 import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 present = {"torch", "torchvision", "numpy", "pillow", "matplotlib", "tqdm"}  # on any PyTorch host; torch is GBs
-wanted = [d for d in project["dependencies"] + project["optional-dependencies"]["bench"]
+extras = project["optional-dependencies"]
+pytest = [d for d in extras["dev"] if d.startswith("pytest")]
+wanted = [d for d in project["dependencies"] + extras["bench"] + pytest
           if re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() not in present]
 open(sys.argv[1], "w").write("\n".join(wanted) + "\n")
 print("requirements:", ", ".join(wanted))
@@ -33,7 +36,7 @@ for tag in manylinux1 manylinux2010 manylinux2014 manylinux_2_17 manylinux_2_24 
 done
 "$PYTHON" -m pip download --quiet --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
     "${platforms[@]}" --dest "$DEST/wheels" -r "$DEST/requirements.txt"
-echo "wheels: $(ls "$DEST/wheels" | wc -l) files, $(du -sh "$DEST/wheels" | cut -f1)"
+echo "wheels: $(find "$DEST/wheels" -name "*.whl" | wc -l) files, $(du -sh "$DEST/wheels" | cut -f1)"
 
 if [ -d "$DATA/train" ] && [ -d "$DATA/test" ]; then
     # A solid xz archive: the small JPEGs share headers and tables, so they pack about 12x.

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
+from models import save_random_checkpoint
 
 # Tests run the real AlexNet at a 64x64 input (the checkpoint says so): the same layers and weights,
 # about 12x less compute than 224x224, so the CPU suite stays fast.
@@ -15,18 +14,7 @@ TEST_INPUT_SIZE = 64
 
 
 def write_random_checkpoint(path: Path, seed: int = 0, input_size: int = TEST_INPUT_SIZE) -> Path:
-    torch.manual_seed(seed)
-    model = AlexNet(num_classes=len(CIFAR10_CLASSES))
-    save_checkpoint(
-        path,
-        model,
-        model_args={"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5},
-        classes=CIFAR10_CLASSES,
-        preprocess=PreprocessSpec(input_size=input_size),
-        config={"note": "random weights for tests"},
-        metrics={},
-    )
-    return path
+    return save_random_checkpoint(path, input_size=input_size, seed=seed, note="random weights for tests")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -7,7 +8,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import CIFAR10_CLASSES, AlexNet, CheckpointError, PreprocessSpec, load_checkpoint, save_checkpoint
+from models import (
+    CIFAR10_CLASSES,
+    AlexNet,
+    CheckpointError,
+    PreprocessSpec,
+    load_checkpoint,
+    save_checkpoint,
+    save_random_checkpoint,
+)
 from models.checkpoint import weights_sha256
 
 
@@ -25,6 +34,15 @@ def test_round_trip(tiny_checkpoint: Path) -> None:
     assert checkpoint.weights_sha256 == weights_sha256(original.state_dict())
 
 
+def test_random_checkpoint_is_seeded_and_at_the_serving_size(tmp_path: Path) -> None:
+    first = load_checkpoint(save_random_checkpoint(tmp_path / "a.safetensors", seed=1, note="bench"))
+    again = load_checkpoint(save_random_checkpoint(tmp_path / "b.safetensors", seed=1))
+    other = load_checkpoint(save_random_checkpoint(tmp_path / "c.safetensors", seed=2))
+    assert first.preprocess == PreprocessSpec()  # 32x32 upsampled to 224, as served
+    assert first.config == {"note": "bench"}
+    assert first.weights_sha256 == again.weights_sha256 != other.weights_sha256
+
+
 def test_no_temporary_file_left(tmp_path: Path) -> None:
     save_checkpoint(
         tmp_path / "a.safetensors",
@@ -34,6 +52,14 @@ def test_no_temporary_file_left(tmp_path: Path) -> None:
         preprocess=PreprocessSpec(),
     )
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+
+
+def test_written_file_is_readable_like_any_new_file(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a container user must be able to read a checkpoint trained on the host."""
+    path = save_random_checkpoint(tmp_path / "a.safetensors", input_size=64)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_missing_file(tmp_path: Path) -> None:
