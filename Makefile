@@ -14,7 +14,7 @@ CHECKPOINT ?= checkpoints/alexnet-cifar10.safetensors
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # What a CPU trains when there is no GPU: a short run to have something to serve, not the real model
-# (as in docker-compose.cpu.yml: about 5 minutes and 41% test accuracy on a 2-core machine).
+# (as in docker-compose.cpu.yml: 5-8.5 minutes and 41% test accuracy on a 2-core machine).
 CPU_TRAIN_ARGS ?= --input-size 64 --train-subset 5000 --val-size 1000 --epochs 4 --batch-size 64 --lr 0.02
 
 BIN := $(VENV)/bin

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -88,10 +89,16 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    # FastAPI's own message list, with the input values left out: they may be large or private.
+    # One sentence like every other error, e.g. "query parameter top_k: Input should be greater than or
+    # equal to 1"; the input values are left out: they may be large or private.
     assert isinstance(exc, RequestValidationError)
-    detail = [{k: v for k, v in error.items() if k in ("loc", "msg", "type")} for error in exc.errors()]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return JSONResponse({"detail": "; ".join(_describe(error) for error in exc.errors())}, status_code=422)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where, *name = [str(part) for part in error.get("loc", ())] or ["request"]
+    place = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(where, where)
+    return f"{place} {'.'.join(name)}: {error.get('msg', 'invalid')}" if name else f"{place}: {error.get('msg')}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

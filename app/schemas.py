@@ -109,4 +109,4 @@ class ErrorResponse(BaseModel):
         json_schema_extra={"examples": [{"detail": "file 'notes.txt': not a supported image (accepted: JPEG, ...)"}]}
     )
 
-    detail: str | list[dict[str, Any]]
+    detail: str

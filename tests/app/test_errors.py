@@ -131,6 +131,21 @@ def test_wrong_field_name_is_named(http: httpx.Client) -> None:
     assert_still_serving(http)
 
 
+@pytest.mark.parametrize(
+    ("top_k", "words"),
+    [
+        ("0", ["query parameter top_k", "greater than or equal to 1"]),
+        ("abc", ["query parameter top_k", "integer"]),
+        ("11", ["top_k is 11", "10 classes"]),
+    ],
+)
+def test_bad_top_k_is_one_sentence(http: httpx.Client, top_k: str, words: list[str]) -> None:
+    response = http.post("/predict", params={"top_k": top_k}, files=files(("good.png", GOOD_PNG)))
+    assert_error(response, 422, *words)
+    assert isinstance(response.json()["detail"], str)
+    assert_still_serving(http)
+
+
 def test_body_that_is_not_multipart(http: httpx.Client) -> None:
     assert_error(http.post("/predict", json={"file": "cat.jpg"}), 415, "multipart/form-data", "application/json")
     assert_error(http.post("/predict", content=GOOD_PNG, headers={"content-type": "image/png"}), 415, "image/png")
