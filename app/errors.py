@@ -98,7 +98,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _describe(error: dict[str, Any]) -> str:
     where, *name = [str(part) for part in error.get("loc", ())] or ["request"]
     place = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(where, where)
-    return f"{place} {'.'.join(name)}: {error.get('msg', 'invalid')}" if name else f"{place}: {error.get('msg')}"
+    message = error.get("msg", "invalid")
+    return f"{place} {'.'.join(name)}: {message}" if name else f"{place}: {message}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

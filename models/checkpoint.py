@@ -108,11 +108,13 @@ def save_random_checkpoint(
 
     Timing and plumbing do not depend on the weights; a small ``input_size`` (e.g. 64) keeps CPU tests fast.
     """
-    torch.manual_seed(seed)
     model_args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
+        torch.manual_seed(seed)
+        model = AlexNet(**model_args)
     save_checkpoint(
         path,
-        AlexNet(**model_args),
+        model,
         model_args=model_args,
         classes=CIFAR10_CLASSES,
         preprocess=PreprocessSpec(input_size=input_size),
