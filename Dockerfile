@@ -1,5 +1,5 @@
 # alexnet-service: one image for both jobs in docker-compose.yml.
-#   serve (default CMD): one uvicorn process, one model copy; scale with replicas, not workers (docs/scaling.md)
+#   serve (default CMD): alexnet-serve, one process, one model copy; scale with replicas, not workers (docs/scaling.md)
 #   train (compose `train` service): alexnet-train-if-missing, which trains only when no checkpoint exists
 #
 #   docker build -t alexnet-service .
@@ -56,5 +56,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 
-# Exec form: uvicorn is PID 1 and gets SIGTERM directly for a graceful shutdown. One process per container.
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# Exec form: alexnet-serve (the service's one entry point, as `make serve` runs it) is PID 1 and gets SIGTERM
+# directly: /health turns 503 at once, in-flight requests finish, then it exits. One process per container.
+CMD ["alexnet-serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -53,4 +53,4 @@ docker-lint:
 	scripts/lint_docker.sh
 
 container-smoke:
-	scripts/container_smoke.sh
+	verification/container_smoke.sh

@@ -1,1 +1,1 @@
-"""The FastAPI service: ``uvicorn app.main:app`` or ``alexnet-serve``; see docs/serving.md."""
+"""The FastAPI service: ``alexnet-serve`` (or ``python -m app``); see docs/serving.md."""

@@ -1,5 +1,9 @@
 """Batching across requests: concurrent uploads share forward passes, run off the event loop.
 
+The batcher moves arrays and nothing else: each request submits its images, (n, ...) uint8, and gets back
+its rows of ``forward``'s output, (n, ...), in order. It knows nothing of classes, top-k or responses;
+what a request asked for is applied to its rows after the pass, by the route.
+
 How a batch forms. Requests queue their decoded images. When a model worker is free, the batcher takes
 queued images, oldest first, up to ``max_batch_size`` per pass; a request with more images than fit is
 split over several passes (and so over several workers) and answered when its last piece is done. If a
@@ -24,8 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,25 +37,23 @@ from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-Result = TypeVar("Result")
-Forward = Callable[[np.ndarray, int], list[Any]]  # (images (N, S, S, 3) uint8, top_k) -> one result per image
+Forward = Callable[[np.ndarray], np.ndarray]  # (N, ...) images -> (N, ...) outputs, one row per image, in order
 
 
 @dataclass(eq=False)
-class Job(Generic[Result]):
+class Job:
     """One request's images waiting for the model; its pieces may run in different passes."""
 
-    images: np.ndarray  # (n, S, S, 3) uint8
-    top_k: int
+    images: np.ndarray  # (n, ...)
     deadline: float  # event-loop time
     enqueued: float  # event-loop time
-    future: asyncio.Future[list[Result]]
-    taken: int = 0  # images handed to passes so far (the rest are still queued)
-    results: list[Result | None] = field(default_factory=list)
+    future: asyncio.Future[np.ndarray]
+    taken: int = 0  # images handed to passes so far
+    withdrawn: bool = False  # out of the queue unrun (expired, cancelled or timed out): nothing of it is queued
+    output: np.ndarray | None = None  # (n, ...) rows, filled as the job's pieces return
     unanswered: int = 0  # images whose pass has not returned yet
 
     def __post_init__(self) -> None:
-        self.results = [None] * len(self.images)
         self.unanswered = len(self.images)
 
     @property
@@ -61,14 +62,14 @@ class Job(Generic[Result]):
 
     @property
     def queued(self) -> int:
-        return self.size - self.taken
+        return 0 if self.withdrawn else self.size - self.taken
 
 
 @dataclass(frozen=True)
 class Piece:
     """Images ``start:stop`` of one job, in one pass."""
 
-    job: Job[Any]
+    job: Job
     start: int
     stop: int
 
@@ -100,7 +101,7 @@ class Batcher:
         self.max_queue = max_queue
         self.batching = batching
         self.metrics = metrics or Metrics()
-        self._queue: deque[Job[Any]] = deque()
+        self._queue: deque[Job] = deque()
         self._queued_images = 0
         self._arriving = 0  # requests being received or decoded, about to submit
         self._waiter: asyncio.Future[None] | None = None
@@ -134,19 +135,17 @@ class Batcher:
             self._arriving -= 1
             self._wake()
 
-    async def submit(self, images: np.ndarray, top_k: int, deadline: float) -> list[Any]:
-        """Queue one request's images; return one result per image, in order. Raises 429/503/504 errors."""
+    async def submit(self, images: np.ndarray, deadline: float) -> np.ndarray:
+        """Queue one request's images (n, ...); return its n rows of output, in order. Raises 429/503/504."""
         if self._stopping:
             raise NotReady("the service is shutting down")
         if self._queued_images + len(images) > self.max_queue:
-            raise QueueFull(
-                f"the queue is full ({self._queued_images} images waiting, limit {self.max_queue}); retry shortly"
-            )
+            raise QueueFull(self._queued_images, self.max_queue)
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now >= deadline:
-            raise DeadlineExceeded("the request passed its deadline before it reached the queue")
-        job: Job[Any] = Job(images, top_k, deadline, now, loop.create_future())
+            raise DeadlineExceeded(DeadlineExceeded.BEFORE_QUEUE)
+        job = Job(images, deadline, now, loop.create_future())
         self._queue.append(job)
         self._queued_images += job.size
         self.metrics.queue_depth.set(self._queued_images)
@@ -156,21 +155,17 @@ class Batcher:
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             ran = job.taken > 0
             self._withdraw(job)
-            raise DeadlineExceeded(
-                "the model did not answer before the deadline"
-                if ran
-                else "the request waited for the model past its deadline and was not run"
-            ) from None
+            raise DeadlineExceeded(DeadlineExceeded.LATE if ran else DeadlineExceeded.NOT_RUN) from None
         except asyncio.CancelledError:
             self._withdraw(job)
             raise
 
-    def _withdraw(self, job: Job[Any]) -> None:
+    def _withdraw(self, job: Job) -> None:
         """Take what is still queued of a job out of the queue (its running pieces finish unheard)."""
         if job.queued:
             self._queue.remove(job)
             self._queued_images -= job.queued
-            job.taken = job.size
+            job.withdrawn = True
             self.metrics.queue_depth.set(self._queued_images)
 
     def _wake(self) -> None:
@@ -257,6 +252,7 @@ class Batcher:
             if job.taken == 0 and self._expired(job, now):
                 self._queue.popleft()
                 self._queued_images -= job.size
+                job.withdrawn = True  # so that the request's own expiry does not remove it again
                 continue
             if job.taken == 0:
                 self.metrics.queue_wait.observe(now - job.enqueued)
@@ -271,44 +267,54 @@ class Batcher:
         return images
 
     @staticmethod
-    def _expired(job: Job[Any], now: float) -> bool:
+    def _expired(job: Job, now: float) -> bool:
         """A job whose request gave up (cancelled), or is past its deadline: it must not reach the model."""
         if job.future.done():
             return True
         if now >= job.deadline:
-            job.future.set_exception(
-                DeadlineExceeded("the request waited for the model past its deadline and was not run")
-            )
+            job.future.set_exception(DeadlineExceeded(DeadlineExceeded.NOT_RUN))
             return True
         return False
 
     async def _run(self, batch: list[Piece]) -> None:
         loop = asyncio.get_running_loop()
-        top_k = max(piece.job.top_k for piece in batch)
+        size = sum(piece.stop - piece.start for piece in batch)
         start = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self.executor, self._forward_batch, [p.images for p in batch], top_k)
+            outputs = await loop.run_in_executor(self.executor, self._forward_batch, [p.images for p in batch])
+            if len(outputs) != size:
+                raise ValueError(f"forward returned {len(outputs)} rows for {size} images")
         except Exception:
             logger.exception("forward pass over %d requests failed", len(batch))
             for piece in batch:
                 if not piece.job.future.done():
                     piece.job.future.set_exception(InternalError())
             return
-        size = sum(piece.stop - piece.start for piece in batch)
         self.metrics.forward_seconds.observe(time.perf_counter() - start)
         self.metrics.batch_size.observe(size)
         self.metrics.forward_passes.inc()
         self.metrics.images.inc(size)
         offset = 0
         for piece in batch:
-            job, count = piece.job, piece.stop - piece.start
-            job.results[piece.start : piece.stop] = results[offset : offset + count]
-            job.unanswered -= count
-            offset += count
-            if job.unanswered == 0 and not job.future.done():
-                job.future.set_result(job.results)
+            rows = outputs[offset : offset + piece.stop - piece.start]  # a view, no copy
+            offset += len(rows)
+            self._answer(piece, rows)
 
-    def _forward_batch(self, images: list[np.ndarray], top_k: int) -> list[Any]:
+    @staticmethod
+    def _answer(piece: Piece, rows: np.ndarray) -> None:
+        """Put a piece's rows in its job's output; answer the request when its last piece is in."""
+        job = piece.job
+        if len(rows) == job.size:
+            job.output = rows  # the whole job ran in this pass: nothing to assemble
+        else:
+            if job.output is None:
+                job.output = np.empty((job.size, *rows.shape[1:]), dtype=rows.dtype)
+            job.output[piece.start : piece.stop] = rows
+        job.unanswered -= len(rows)
+        if job.unanswered == 0 and not job.future.done():
+            job.future.set_result(job.output)
+
+    def _forward_batch(self, images: list[np.ndarray]) -> np.ndarray:
         # In the model thread: the concatenation copies a few KB per image, off the event loop too.
-        batch = images[0] if len(images) == 1 else np.concatenate(images)  # (N, S, S, 3) uint8
-        return self.forward(batch, top_k)
+        batch = images[0] if len(images) == 1 else np.concatenate(images)  # (N, ...)
+        return self.forward(batch)

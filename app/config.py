@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models import DEFAULT_CHECKPOINT
 from models.images import DEFAULT_MAX_PIXELS
+from models.inference import DEVICE_NAMES, DEVICE_PATTERN, Precision
 
 MiB = 1024 * 1024
 
@@ -29,13 +31,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ALEXNET_", frozen=True, extra="ignore")
 
-    checkpoint: Path = Field(Path("checkpoints/alexnet-cifar10.safetensors"), description="the checkpoint to serve")
-    device: str = Field(
-        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (cuda when available), cpu, cuda or cuda:N"
-    )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU"
-    )
+    checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="the checkpoint to serve")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_NAMES)
+    precision: Precision = Field("auto", description="auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU")
     batching: bool = Field(True, description="gather concurrent requests into one forward pass")
     max_batch_size: int = Field(
         0, ge=0, le=4096, description="images per forward pass; 0: auto (16 on a CPU, 128 on CUDA)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -13,8 +13,7 @@ from app.config import Settings
 from app.errors import NotReady
 from app.metrics import Metrics
 from app.predictor import Predictor
-
-Status = Literal["starting", "warming_up", "ready", "stopping", "failed"]
+from app.schemas import Status
 
 
 @dataclass

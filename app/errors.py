@@ -58,7 +58,8 @@ class QueueFull(ServiceError):
 
     status_code = 429
 
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+    def __init__(self, waiting: int, limit: int, retry_after_s: int = 1) -> None:
+        detail = f"the queue is full ({waiting} images waiting, limit {limit}); retry shortly"
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
 
 
@@ -69,9 +70,12 @@ class NotReady(ServiceError):
 
 
 class DeadlineExceeded(ServiceError):
-    """504: the request waited longer than its deadline and was never run."""
+    """504: the request waited longer than its deadline; if it was still queued, it never reached the model."""
 
     status_code = 504
+    NOT_RUN = "the request waited for the model past its deadline and was not run"
+    LATE = "the model did not answer before the deadline"
+    BEFORE_QUEUE = "the request passed its deadline before it reached the queue"
 
 
 class InternalError(ServiceError):

@@ -1,4 +1,8 @@
-"""The FastAPI app: ``create_app(settings)``, and ``app`` for ``uvicorn app.main:app`` (settings from ALEXNET_*).
+"""The FastAPI app: ``create_app(settings)``, and ``factory`` for ``uvicorn --factory app.main:factory``.
+
+The service is started by ``alexnet-serve`` (``app.cli``): the container, compose, ``make serve``, the
+load-balancer check and the benchmarks all run that. ``factory`` keeps plain uvicorn usable (settings from
+ALEXNET_*); see docs/serving.md for the one difference on shutdown.
 
 Lifespan: the checkpoint is read, checked and placed on the device before the server accepts connections
 (a missing or broken file stops start-up with one log line naming it); then the server opens, answering
@@ -26,10 +30,11 @@ from app.batcher import Batcher
 from app.config import Settings
 from app.deps import ServiceState
 from app.errors import install_error_handlers
+from app.logs import configure_logging
 from app.metrics import Metrics, RequestMetrics
 from app.predictor import Predictor, warmup_sizes
 from app.routes import health, metrics, predict
-from models import CheckpointError
+from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,13 @@ forward passes. Errors are JSON `{"detail": ...}` naming the offending file.
 
 class StartupError(Exception):
     """Start-up cannot go on; the message is the one line that says why."""
+
+
+def factory() -> FastAPI:
+    """For ``uvicorn --factory app.main:factory``: settings from ALEXNET_*, log lines as alexnet-serve's."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -78,7 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
     largest = settings.pass_size(predictor.device.type) if settings.batching else settings.max_files
     state.batcher = Batcher(
-        predictor.classify,
+        predictor.probabilities,
         model_pool,
         max_batch_size=largest,
         max_wait_s=settings.max_wait_ms / 1000,
@@ -118,7 +130,7 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     start = perf_counter()
     try:
         predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision)
-    except (CheckpointError, ValueError, RuntimeError) as exc:  # ValueError: device; RuntimeError: CUDA
+    except (CheckpointError, DeviceError, RuntimeError) as exc:  # RuntimeError: CUDA failing to start
         logger.error("cannot start: %s", exc)
         raise StartupError(str(exc)) from None
     seconds = perf_counter() - start
@@ -126,7 +138,7 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     logger.info(
         "loaded %s (weights sha256 %s) on %s in %.2f s",
         settings.checkpoint,
-        predictor.info["weights_sha256"][:12],
+        predictor.info.weights_sha256[:12],
         predictor.device,
         seconds,
     )
@@ -174,17 +186,3 @@ class QuietStartupFailure:
 
         with contextlib.suppress(StartupError):  # already reported to the server as lifespan.startup.failed
             await self.app(scope, receive, send_short)
-
-
-def __getattr__(name: str) -> FastAPI:
-    """``uvicorn app.main:app``: built from the environment on first access, not when the module is imported."""
-    if name != "app":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from app.cli import configure_logging  # the entry point here is uvicorn's import of this attribute
-
-    settings = Settings()
-    if not logging.getLogger().handlers:
-        configure_logging(settings.log_level)
-    application = create_app(settings)
-    globals()["app"] = application
-    return application

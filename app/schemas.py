@@ -1,21 +1,30 @@
-"""The JSON the service answers with, as pydantic classes (they also write the OpenAPI page's schemas)."""
+"""The JSON the service answers with, as pydantic classes (they also write the OpenAPI page's schemas).
+
+``PredictResponse.build`` is the one place an answer is shaped from the inference pass's probabilities:
+/predict (per request, after the shared pass) and ``alexnet-predict`` both call it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.predictor import Classification
+from models import CIFAR10_CLASSES, DEFAULT_CHECKPOINT, INPUT_SIZE
+
+PROBABILITY_DECIMALS = 6  # float32 sums vary ~1e-7 with the batch an image ran in; nobody needs more
+Status = Literal["starting", "warming_up", "ready", "stopping", "failed"]
 
 EXAMPLE_SHA = "3f1c9a0d5e7b2c4a6f8e0d1c3b5a79684e2f0a1b3c5d7e9f1a2b4c6d8e0f1a2b"
 EXAMPLE_MODEL = {
     "name": "alexnet",
-    "checkpoint": "alexnet-cifar10.safetensors",
+    "checkpoint": Path(DEFAULT_CHECKPOINT).name,
     "weights_sha256": EXAMPLE_SHA,
-    "classes": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-    "input_size": 224,
+    "classes": list(CIFAR10_CLASSES),
+    "input_size": INPUT_SIZE,
 }
 
 
@@ -70,14 +79,21 @@ class PredictResponse(BaseModel):
 
     @classmethod
     def build(
-        cls, filenames: Sequence[str], results: Sequence[Classification], model_info: dict[str, Any], top_k: int
+        cls, filenames: Sequence[str], probabilities: np.ndarray, model: ModelInfo, top_k: int
     ) -> PredictResponse:
-        """The one place /predict's and alexnet-predict's answers are assembled."""
-        predictions = [
-            ImagePrediction(filename=name, label=r.label, probability=r.probability, top_k=r.top_k[:top_k])  # type: ignore[arg-type]
-            for name, r in zip(filenames, results, strict=True)
-        ]
-        return cls(predictions=predictions, model=ModelInfo(**model_info))
+        """One prediction per file from its row of class probabilities (n, C), with the ``top_k`` best classes."""
+        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (n, k), most probable first
+        rounded = np.round(np.take_along_axis(probabilities, best, axis=1).astype(np.float64), PROBABILITY_DECIMALS)
+        predictions = []
+        for name, indices, values in zip(filenames, best.tolist(), rounded.tolist(), strict=True):
+            top = [
+                ClassProbability(label=model.classes[i], index=i, probability=p)
+                for i, p in zip(indices, values, strict=True)
+            ]
+            predictions.append(
+                ImagePrediction(filename=name, label=top[0].label, probability=top[0].probability, top_k=top)
+            )
+        return cls(predictions=predictions, model=model)
 
 
 class HealthResponse(BaseModel):
@@ -89,7 +105,7 @@ class HealthResponse(BaseModel):
         }
     )
 
-    status: Literal["starting", "warming_up", "ready", "stopping", "failed"]
+    status: Status
     ready: bool
     device: str | None = Field(None, description="where the model runs, e.g. cpu or cuda:0")
     model: ModelInfo | None = None

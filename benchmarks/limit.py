@@ -1,9 +1,10 @@
-"""The ceiling a server can approach: the model's forward pass in-process, and what decoding costs.
+"""The ceiling a server can approach: the inference pass in-process, and what decoding costs.
 
-The limit runs ``Preprocess`` + the network + softmax on pre-decoded uint8 CIFAR images already in
-memory, at each batch size of a sweep, with no HTTP, no decoding and no queue. A server that decodes
-its uploads too can only come near it when decoding is cheap (32x32 PNGs); for photos the decode cost,
-measured here per image on one thread, adds to every image.
+The limit runs the project's one inference pass (``models.Classifier``: ``Preprocess``, the network and the
+softmax, under the service's precision policy) on pre-decoded uint8 CIFAR images already in memory, at each
+batch size of a sweep, with no HTTP, no decoding and no queue. A server that decodes its uploads too can only
+come near it when decoding is cheap (32x32 PNGs); for photos the decode cost, measured here per image on one
+thread, adds to every image.
 """
 
 from __future__ import annotations
@@ -20,15 +21,10 @@ from PIL import Image
 from torchvision import transforms
 
 from benchmarks.payloads import Upload
-from models import Checkpoint, Preprocess, load_image
+from models import Checkpoint, Classifier, Preprocess, load_image
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 LAYOUTS = ("contiguous", "channels_last")  # the service runs channels_last: the best of both is the limit
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_repeated(step: Callable[[], object], min_seconds: float, min_repeats: int = 3) -> tuple[float, int]:
@@ -49,25 +45,21 @@ def forward_sweep(
     seconds_per_size: float = 3.0,
     layouts: Sequence[str] = LAYOUTS,
 ) -> list[dict[str, float]]:
-    """images/s of preprocess + forward + softmax at each batch size and memory layout, on pre-decoded images.
+    """images/s of the inference pass at each batch size and memory layout of the weights, on pre-decoded images.
 
-    On CUDA the pass runs under bf16 autocast, as the service does by default there; float32 on the CPU.
+    The precision is the service's default: bf16 autocast on CUDA, float32 on the CPU.
     """
     preprocess = Preprocess(checkpoint.preprocess).to(device)
     pool = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)  # (M, 3, 32, 32) uint8
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     rows = []
     for layout in layouts:
         memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        model = checkpoint.build_model().to(device, memory_format=memory_format)
+        classifier = Classifier(checkpoint.build_model().to(device, memory_format=memory_format), preprocess, device)
         for size in batch_sizes:
             batch = pool[torch.arange(size) % len(pool)]  # (size, 3, 32, 32)
 
-            def step(batch: torch.Tensor = batch, model: torch.nn.Module = model, memory_format=memory_format) -> None:
-                with torch.inference_mode(), autocast:
-                    x = preprocess(batch).contiguous(memory_format=memory_format)  # (size, 3, 224, 224)
-                    torch.softmax(model(x).float(), dim=1).max(dim=1)
-                _synchronize(device)
+            def step(batch: torch.Tensor = batch, classifier: Classifier = classifier) -> None:
+                classifier.probabilities(batch).max(dim=1)  # back on the CPU, as the service gets it: no sync needed
 
             seconds, repeats = time_repeated(step, seconds_per_size)
             rows.append(
@@ -94,8 +86,7 @@ def parallel_sweep(
     On a few cores this can beat one multi-threaded pass (no barrier waits between threads), and it is how
     the service runs on the CPU, so the limit must include it.
     """
-    preprocess = Preprocess(checkpoint.preprocess)
-    model = checkpoint.build_model().to(memory_format=torch.channels_last)
+    classifier = Classifier.from_checkpoint(checkpoint, torch.device("cpu"))  # as the service runs it
     pool = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (M, 3, 32, 32) uint8
     rows = []
     for size in batch_sizes:
@@ -104,11 +95,9 @@ def parallel_sweep(
 
         def worker(index: int, stop_at: float, batch: torch.Tensor = batch, counts: list[int] = counts) -> None:
             torch.set_num_threads(1)  # this thread's passes: one core each
-            with torch.inference_mode():
-                while time.perf_counter() < stop_at:
-                    x = preprocess(batch).contiguous(memory_format=torch.channels_last)  # (size, 3, 224, 224)
-                    torch.softmax(model(x), dim=1).max(dim=1)
-                    counts[index] += 1
+            while time.perf_counter() < stop_at:
+                classifier.probabilities(batch).max(dim=1)
+                counts[index] += 1
 
         for phase_seconds in (min(1.0, seconds_per_size), seconds_per_size):  # a warm-up, then the timed run
             counts[:] = [0] * passes

@@ -19,7 +19,7 @@ import contextlib
 import json
 import multiprocessing
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from benchmarks.stats import RequestRecord, Summary, summarize
 
@@ -47,10 +47,6 @@ class LoadResult:
     summary: Summary
     client_cpu_s: float  # CPU time the client processes used during the whole run (warm-up included)
     wall_s: float
-
-
-class BadResponseError(Exception):
-    pass
 
 
 def build_requests(spec: LoadSpec) -> list[bytes]:
@@ -183,7 +179,3 @@ def run_load(spec: LoadSpec, processes: int = 1) -> LoadResult:
     window_start = begin_at + spec.warmup_s
     summary = summarize(records, window_start, window_start + spec.duration_s)
     return LoadResult(summary, sum(cpu for _, cpu in parts), time.monotonic() - wall_start)
-
-
-def with_concurrency(spec: LoadSpec, concurrency: int) -> LoadSpec:
-    return replace(spec, concurrency=concurrency)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 IMAGE_KINDS = ("cifar", "photo")
-DEFAULT_CIFAR_DIR = Path("/work/data/cifar-jpeg/test")
+DATA_DIR_ENV = "ALEXNET_DATA_DIR"  # the JPEG copy of CIFAR-10, as the trainer reads it: its test/ folder is used
 PHOTO_SIZE = (3000, 2000)  # pixels (width, height): a 6-megapixel photo
 PHOTO_GRAIN = 3.0  # std of the added grain, in 8-bit levels: puts a photo at about 450 KB as JPEG
 PHOTO_GRAIN_BLOCK = 4  # pixels: grain at 1/4 resolution, like sensor noise after demosaicing
@@ -35,7 +36,12 @@ class Upload:
     data: bytes
 
 
-def cifar_arrays(count: int, data_dir: Path | None = DEFAULT_CIFAR_DIR, seed: int = 0) -> list[np.ndarray]:
+def default_cifar_dir() -> Path:
+    """$ALEXNET_DATA_DIR/test, else data/test: where the JPEG copy's test images are, if anywhere."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "data") / "test"
+
+
+def cifar_arrays(count: int, data_dir: Path | None = None, seed: int = 0) -> list[np.ndarray]:
     """``count`` 32x32x3 uint8 images: CIFAR test images taken round-robin over the classes, or generated."""
     if data_dir is not None and data_dir.is_dir():
         classes = sorted(p for p in data_dir.iterdir() if p.is_dir())
@@ -70,7 +76,7 @@ def make_photo_jpeg(source: np.ndarray, seed: int, size: tuple[int, int] = PHOTO
     return buffer.getvalue()
 
 
-def make_uploads(kind: str, count: int, data_dir: Path | None = DEFAULT_CIFAR_DIR) -> list[Upload]:
+def make_uploads(kind: str, count: int, data_dir: Path | None = None) -> list[Upload]:
     """``count`` distinct uploads of one kind (``cifar`` PNGs or ``photo`` JPEGs)."""
     arrays = cifar_arrays(count, data_dir)
     if kind == "cifar":

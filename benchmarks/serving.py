@@ -31,10 +31,11 @@ from benchmarks import report
 from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep, parallel_sweep
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.machine import describe_machine, load_average
-from benchmarks.payloads import DEFAULT_CIFAR_DIR, IMAGE_KINDS, cifar_arrays, make_uploads, multipart_body
+from benchmarks.payloads import IMAGE_KINDS, cifar_arrays, default_cifar_dir, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
 from models import load_checkpoint, save_random_checkpoint
+from training.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, help="LitServe's wait (default: the service's own default)")
     parser.add_argument("--client-processes", type=int, default=1, help="client processes (more on big hosts)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
-    parser.add_argument("--cifar-dir", type=Path, default=DEFAULT_CIFAR_DIR, help="CIFAR test images (optional)")
+    parser.add_argument(
+        "--cifar-dir",
+        type=Path,
+        default=default_cifar_dir(),
+        help="CIFAR test images (default: $ALEXNET_DATA_DIR/test or data/test; generated when absent)",
+    )
     parser.add_argument("--no-limit", action="store_true", help="skip the in-process limit")
     parser.add_argument("--limit-seconds", type=float, default=2.0, help="timing per batch size of the limit")
     parser.add_argument("--quick", action="store_true", help="smoke test: short levels, few scenarios")
@@ -171,7 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     started = time.monotonic()
     machine = describe_machine(args.device)

@@ -1,6 +1,6 @@
 """Training benchmark: the project's trainer against the guide's loop, same model, batch size and device.
 
-    python -m benchmarks.training --data-dir /work/data/cifar-jpeg --out docs/benchmarks \
+    python -m benchmarks.training --data-dir data --out docs/benchmarks \
         --update-doc docs/benchmarks.md      # CPU: a class-balanced subset, one epoch each (~5 min)
     python -m benchmarks.training --full --device cuda --data-dir DATA --out results   # GPU: full length
 
@@ -31,6 +31,7 @@ from benchmarks.guide_loop import GUIDE_WORKERS, time_guide_loop
 from benchmarks.machine import describe_machine, load_average
 from benchmarks.report import replace_section
 from benchmarks.training_report import training_markdown
+from training.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
     started = time.monotonic()
     machine = describe_machine(args.device)

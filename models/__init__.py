@@ -1,7 +1,12 @@
-"""The AlexNet model, its input contract and its checkpoint format. Pure: no device choice, no env."""
+"""The AlexNet model, its input contract, its checkpoint format and the one inference pass everything uses.
+
+No environment reads and no side effects at import; device and precision are chosen by ``models.inference``
+from names the callers pass in.
+"""
 
 from models.alexnet import AlexNet
 from models.checkpoint import (
+    DEFAULT_CHECKPOINT,
     Checkpoint,
     CheckpointError,
     load_checkpoint,
@@ -9,6 +14,7 @@ from models.checkpoint import (
     save_random_checkpoint,
 )
 from models.images import ImageError, load_image
+from models.inference import Classifier, DeviceError, resolve_device
 from models.transforms import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -23,16 +29,20 @@ __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DEFAULT_CHECKPOINT",
     "INPUT_SIZE",
     "SOURCE_SIZE",
     "AlexNet",
     "Checkpoint",
     "CheckpointError",
+    "Classifier",
+    "DeviceError",
     "ImageError",
     "Preprocess",
     "PreprocessSpec",
     "load_checkpoint",
     "load_image",
+    "resolve_device",
     "save_checkpoint",
     "save_random_checkpoint",
 ]

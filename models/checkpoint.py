@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from models.alexnet import AlexNet
+from models.files import atomic_write
 from models.transforms import CIFAR10_CLASSES, INPUT_SIZE, PreprocessSpec
 
+# Where the trainer writes and the service reads by default (the Makefile, Dockerfile and compose name it too).
+DEFAULT_CHECKPOINT = "checkpoints/alexnet-cifar10.safetensors"
 FORMAT_NAME = "alexnet-service-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_METADATA = ("format", "format_version", "model_args", "classes", "preprocess", "weights_sha256")
@@ -121,36 +123,6 @@ def save_random_checkpoint(
         config={"note": note},
     )
     return Path(path)
-
-
-def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file 0600; give it the mode a plain open() would, so that another user (the
-        # container's, when a checkpoint trained on the host is mounted into it) can read it.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    umask = os.umask(0o022)  # reading it means setting it: put the old value straight back
-    os.umask(umask)
-    return umask
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

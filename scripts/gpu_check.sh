@@ -4,7 +4,7 @@
 # folder. Designed to finish within 8 minutes on one H100 (expected: install 0.5, tests 0.5, training 3.5,
 # serving 3 minutes); each step has its own time limit, and a failed step does not stop the others.
 #
-#   scripts/pack_gpu_check.sh            # where there is internet: wheels + data -> gpu-check-bundle/
+#   verification/pack_gpu_check.sh            # where there is internet: wheels + data -> gpu-check-bundle/
 #   scripts/gpu_check.sh                 # on the GPU host, from the repo root -> gpu-check-results/<time>/
 #   scripts/gpu_check.sh --dry-run       # anywhere: the same steps on the CPU at tiny sizes, nothing installed
 #

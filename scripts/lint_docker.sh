@@ -19,8 +19,7 @@ for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.cp
         $compose $files $profile config -q
     done
 done
-scripts=(scripts/lint_docker.sh scripts/container_smoke.sh scripts/lb_check.sh scripts/train_if_missing.sh
-         scripts/gpu_check.sh scripts/pack_gpu_check.sh)
+scripts=(scripts/*.sh verification/*.sh .ci/run)
 echo "lint: shellcheck ${scripts[*]}"
 shellcheck "${scripts[@]}"
 echo "lint: container files OK"

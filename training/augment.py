@@ -14,17 +14,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from training.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    crop_padding: int = 4  # pixels
-    flip: bool = True
-    rotate_degrees: float = 0.0  # max, either way
-    color_jitter: float = 0.0  # max relative change of brightness, contrast, saturation
+    """What to apply; the values come from ``TrainConfig``, which holds their defaults and units."""
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.crop_padding or self.flip or self.rotate_degrees or self.color_jitter)
+    crop_padding: int  # pixels, 0 = off
+    flip: bool
+    rotate_degrees: float  # max, either way; 0 = off
+    color_jitter: float  # max relative change of brightness, contrast, saturation; 0 = off
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> AugmentSpec:
+        return cls(config.crop_padding, config.flip, config.rotate_degrees, config.color_jitter)
 
 
 def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:

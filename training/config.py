@@ -2,67 +2,25 @@
 
 The dataclass defaults are the ``default`` recipe. ``--recipe seed`` swaps in the guide's recipe as
 written; any flag given explicitly wins over the recipe's value. The config is saved in the checkpoint.
+Each field declares its own help text (with its unit) and, where the type does not say it, how a flag's
+text is checked; the command line is built from the fields alone, so a new field is a new flag.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from models import DEFAULT_CHECKPOINT
+from models.inference import DEVICE_NAMES, DEVICE_PATTERN
 
 DATA_DIR_ENV = "ALEXNET_DATA_DIR"  # the only environment variable training/ reads
-DEFAULT_OUTPUT = "checkpoints/alexnet-cifar10.safetensors"
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    # --- data ---
-    data_dir: str = "./data"  # CIFAR-10 python version or train/<class>/ + test/<class>/ image folders
-    download: bool = True  # fetch the official CIFAR-10 archive when data_dir holds no data
-    train_subset: int | None = None  # images: train on this many (stratified), None = all
-    val_size: int = 5000  # images held out from train for validation (0 = none)
-    source_size: int = 32  # pixels: every image is reduced to this square first (recorded in the checkpoint)
-    decode_workers: int = 0  # processes decoding an image folder (0 = one per CPU core)
-    cache: bool = True  # keep decoded image folders as .npz under data_dir/.alexnet-cache
-    # --- model and input ---
-    input_size: int = 224  # pixels: network input, upsampled from source_size (tests use 64)
-    normalize: bool = True  # CIFAR-10 mean/std normalization (False: raw [0, 1] pixels)
-    dropout: float = 0.5  # probability, in the classifier
-    init: str = "he"  # he: He fan-out convs, N(0, 0.01) linears (SGD learns at once); torch: PyTorch default
-    # --- optimisation ---
-    epochs: int = 30  # passes over the training split
-    batch_size: int = 512  # images per step, summed over all DDP ranks
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) or adam
-    lr: float = 0.04  # peak learning rate (per step, after warm-up)
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 penalty, coupled (SGD) / Adam's classic weight_decay
-    schedule: str = "linear"  # linear: warm-up then linear to zero; cosine: warm-up then cosine; constant
-    warmup_fraction: float = 0.1  # share of all steps spent warming up linearly from lr/100 to lr
-    label_smoothing: float = 0.1  # fraction of target mass spread over all classes
-    ema_decay: float = 0.995  # per step; exponential moving average of the weights (0 = off)
-    # --- augmentation (on the device, on source-size uint8 batches) ---
-    crop_padding: int = 4  # pixels: random crop after zero padding (0 = off)
-    flip: bool = True  # random horizontal flip
-    rotate_degrees: float = 0.0  # max random rotation either way (0 = off)
-    color_jitter: float = 0.0  # max relative change of brightness, contrast and saturation (0 = off)
-    tta: bool = True  # evaluate on the image and its mirror, averaging probabilities
-    # --- run ---
-    recipe: str = "default"  # which recipe filled the values above
-    device: str = "auto"  # auto (cuda if available), cuda or cpu
-    compile: bool = False  # torch.compile the model (CUDA; minutes of compile time, faster steps)
-    seed: int = 0  # seeds torch, numpy, python and the data split; a CPU run is repeatable
-    output: str = DEFAULT_OUTPUT  # final safetensors checkpoint; reports and state file go beside it
-    resume: bool = False  # continue from the state file beside output, if there is one
-    progress: bool = True  # tqdm bar per epoch (only when stderr is a terminal)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
+# What each recipe changes from the dataclass defaults (the "default" recipe).
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     # The guide's recipe as written: Adam 1e-3, batch 64, 5 epochs, no normalization, no augmentation.
@@ -85,60 +43,87 @@ RECIPES: dict[str, dict[str, Any]] = {
         "tta": False,
     },
 }
-CHOICES = {
-    "init": ("he", "torch"),
-    "optimizer": ("sgd", "adam"),
-    "schedule": ("linear", "cosine", "constant"),
-    "device": ("auto", "cuda", "cpu"),
-}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _checked(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not test(value):  # `not` also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _checked(int, lambda v: v >= 0, "0 or more")
+non_negative_float = _checked(float, lambda v: v >= 0, "0 or more")
+fraction = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+device_name = _checked(str, lambda v: re.match(DEVICE_PATTERN, v) is not None, DEVICE_NAMES)
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def option(default: Any, help: str, check: Callable[[str], Any] | None = None, **flag: Any) -> Any:
+    """A config field with its --help text; ``check`` parses and checks the flag's text (argparse ``type``)."""
+    return field(default=default, metadata={"help": help, "check": check, "flag": flag})
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- data ---
+    data_dir: str = option("./data", f"CIFAR-10 python version or train/<class>/ + test/<class>/ image folders "
+                           f"(${DATA_DIR_ENV} when not given)")  # fmt: skip
+    download: bool = option(True, "fetch the official CIFAR-10 archive when data_dir holds no data")
+    train_subset: int | None = option(None, "images: train on this many (stratified); all when not given",
+                                      positive_int, metavar="N")  # fmt: skip
+    val_size: int = option(5000, "images held out from train for validation (0 = none)", non_negative_int)
+    source_size: int = option(32, "pixels: every image is reduced to this square first (kept in the checkpoint)",
+                              positive_int, metavar="N")  # fmt: skip
+    decode_workers: int = option(0, "processes decoding an image folder (0 = one per CPU core)", non_negative_int)
+    cache: bool = option(True, "keep decoded image folders as .npz under data_dir/.alexnet-cache")
+    # --- model and input ---
+    input_size: int = option(224, "pixels: network input, upsampled from source_size (tests use 64)",
+                             positive_int, metavar="N")  # fmt: skip
+    normalize: bool = option(True, "CIFAR-10 mean/std normalization (off: raw [0, 1] pixels)")
+    dropout: float = option(0.5, "probability, in the classifier", fraction, metavar="X")
+    init: Literal["he", "torch"] = option(
+        "he", "he: He fan-out convs, N(0, 0.01) linears (SGD learns at once); torch: PyTorch's default"
+    )
+    # --- optimisation ---
+    epochs: int = option(30, "passes over the training split", positive_int, metavar="N")
+    batch_size: int = option(512, "images per step, summed over all DDP ranks", positive_int, metavar="N")
+    optimizer: Literal["sgd", "adam"] = option("sgd", "sgd (Nesterov momentum) or adam")
+    lr: float = option(0.04, "peak learning rate (per step, after warm-up)", non_negative_float)
+    momentum: float = option(0.9, "SGD momentum", fraction, metavar="X")
+    weight_decay: float = option(5e-4, "L2 penalty, coupled (SGD) / Adam's classic weight_decay",
+                                 non_negative_float)  # fmt: skip
+    schedule: Literal["linear", "cosine", "constant"] = option(
+        "linear", "linear: warm-up then linear to zero; cosine: warm-up then cosine; constant"
+    )
+    warmup_fraction: float = option(0.1, "share of all steps spent warming up linearly from lr/100 to lr",
+                                    fraction, metavar="X")  # fmt: skip
+    label_smoothing: float = option(0.1, "fraction of target mass spread over all classes", fraction, metavar="X")
+    ema_decay: float = option(0.995, "per step; exponential moving average of the weights (0 = off)",
+                              fraction, metavar="X")  # fmt: skip
+    # --- augmentation (on the device, on source-size uint8 batches) ---
+    crop_padding: int = option(4, "pixels: random crop after zero padding (0 = off)", non_negative_int)
+    flip: bool = option(True, "random horizontal flip")
+    rotate_degrees: float = option(0.0, "degrees: max random rotation either way (0 = off)", non_negative_float)
+    color_jitter: float = option(0.0, "max relative change of brightness, contrast and saturation (0 = off)",
+                                 fraction, metavar="X")  # fmt: skip
+    tta: bool = option(True, "evaluate on the image and its mirror, averaging probabilities")
+    # --- run ---
+    recipe: str = option("default", "default: the fast, accurate recipe; seed: the guide's recipe "
+                         "(Adam 1e-3, batch 64, 5 epochs)", choices=tuple(RECIPES))  # fmt: skip
+    device: str = option("auto", DEVICE_NAMES + " (under torchrun: cuda:<local rank>)", device_name)
+    compile: bool = option(False, "torch.compile the model (CUDA; minutes of compile time, faster steps)")
+    seed: int = option(0, "seeds torch, numpy, python and the data split; a CPU run is repeatable", non_negative_int)
+    output: str = option(DEFAULT_CHECKPOINT, "final safetensors checkpoint; reports and state file go beside it")
+    resume: bool = option(False, "continue from the state file beside --output (epoch, optimizer, EMA, RNG)")
+    progress: bool = option(True, "tqdm bar per epoch (only when stderr is a terminal)")
 
-
-_TYPES = {"int": _non_negative_int, "float": _non_negative_float}
-_POSITIVE = {"epochs", "batch_size", "train_subset", "source_size", "input_size"}
-_FRACTIONS = {"warmup_fraction", "dropout", "momentum", "label_smoothing", "ema_decay", "color_jitter"}
-_HELP = {
-    "data_dir": f"CIFAR-10 python version or train/<class>/ + test/<class>/ (default: ${DATA_DIR_ENV} or ./data)",
-    "recipe": "default: the fast, accurate recipe; seed: the guide's recipe (Adam 1e-3, batch 64, 5 epochs)",
-    "resume": "continue from the state file beside --output (epoch, optimizer, EMA, RNG)",
-}
-
-
-def _field_comments() -> dict[str, str]:
-    """Each field's comment and default, from the dataclass source: --help says what the code says."""
-    try:
-        source = inspect.getsource(TrainConfig)
-    except OSError:  # no source shipped: bare help
-        return {}
-    pattern = re.compile(r"^\s+(\w+): [^=]+= (.+?)\s+# (.+)$")
-    return {m[1]: f"{m[3]} (default recipe: {m[2]})" for m in map(pattern.match, source.splitlines()) if m}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,24 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train AlexNet on CIFAR-10 (or your own image folders) and write a safetensors checkpoint.",
         argument_default=argparse.SUPPRESS,
     )
-    comments = _field_comments()
-    for field in fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = _HELP.get(field.name, comments.get(field.name, ""))
-        if field.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif field.name == "recipe":
-            parser.add_argument(flag, choices=sorted(RECIPES), help=help_text)
-        elif field.name in CHOICES:
-            parser.add_argument(flag, choices=CHOICES[field.name], help=help_text)
-        elif field.name in _POSITIVE:
-            parser.add_argument(flag, type=_positive_int, metavar="N", help=help_text)
-        elif field.name in _FRACTIONS:
-            parser.add_argument(flag, type=_fraction, metavar="X", help=help_text)
-        elif field.type in ("str", "int", "float"):
-            parser.add_argument(flag, type=_TYPES.get(field.type, str), help=help_text)
-        else:
-            raise TypeError(f"no command-line type for {field.name}: {field.type}")  # a new field needs one
+    types = get_type_hints(TrainConfig)
+    for config_field in fields(TrainConfig):
+        kind, meta = types[config_field.name], config_field.metadata
+        flag = "--" + config_field.name.replace("_", "-")
+        shown = "none" if config_field.default is None else config_field.default
+        options: dict[str, Any] = {"help": f"{meta['help']} (default recipe: {shown})", **meta["flag"]}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            options["choices"] = get_args(kind)
+        elif meta["check"] is not None:
+            options["type"] = meta["check"]
+        elif kind is not str:
+            raise TypeError(f"{config_field.name}: a {kind} field needs a check")  # a new field declares one
+        parser.add_argument(flag, **options)
     return parser
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from models.inference import DeviceError, resolve_device
+
 log = logging.getLogger(__name__)
 
 
@@ -30,17 +32,19 @@ class World:
         return self.size > 1
 
 
-class DeviceError(RuntimeError):
-    """The requested device is not available."""
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The device of this process by ``models.resolve_device``'s names; under torchrun, cuda:<local rank>.
 
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for, but no CUDA GPU is available to torch")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    Raises ``models.DeviceError`` for a device that is malformed or absent.
+    """
+    device = resolve_device(name)
+    if device.type == "cuda":
+        if local_rank is not None:  # one GPU per rank: the launcher decides which
+            if ":" in name:
+                raise DeviceError(f"--device {name}: under torchrun each rank uses cuda:<local rank>; pass cuda")
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
 
 
 def start(device_name: str) -> World:

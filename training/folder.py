@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models import ImageError, load_image
-from models.checkpoint import atomic_write
+from models.files import atomic_write
 from training.dataset import DataError, Split
 
 log = logging.getLogger(__name__)

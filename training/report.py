@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from models.checkpoint import atomic_write
+from models.files import atomic_write
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"

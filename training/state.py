@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import atomic_write
+from models.files import atomic_write
 
 STATE_FORMAT = "alexnet-train-state"
 STATE_VERSION = 1

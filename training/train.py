@@ -31,17 +31,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from models import AlexNet, CheckpointError, Preprocess, PreprocessSpec, save_checkpoint
+from models import AlexNet, CheckpointError, Classifier, DeviceError, Preprocess, PreprocessSpec, save_checkpoint
+from models.inference import autocast
 from models.transforms import UNNORMALIZED
 from training import distributed
 from training.augment import AugmentSpec, augment
 from training.config import TrainConfig, parse_args
 from training.data import load_dataset
 from training.dataset import DataError, Dataset, Split
-from training.distributed import DeviceError, World
+from training.distributed import World
 from training.ema import EMA
-from training.evaluate import confusion_matrix, predict, summarize
 from training.init import init_weights
+from training.logs import configure_logging
+from training.metrics import confusion_matrix, nll_sum, summarize
 from training.report import write_report
 from training.state import StateError, load_state, save_state, set_rng_state, state_path
 
@@ -92,6 +94,11 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def training_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (float32's range: no loss scaling needed), float32 on a CPU."""
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment, preprocess, forward, backward, step, EMA for one uint8 batch; returns (logits, loss)."""
     x = run.preprocess(augment(images, run.augment))  # (B, 3, input_size, input_size) float
@@ -99,7 +106,7 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, lr: float) 
         x = x.contiguous(memory_format=torch.channels_last)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast(run.world.device.type, dtype=torch.bfloat16, enabled=run.world.device.type == "cuda"):
+    with autocast(run.world.device, training_dtype(run.world.device)):
         logits = run.net(x)  # (B, C)
     loss = run.loss_fn(logits.float(), labels)
     run.optimizer.zero_grad(set_to_none=True)
@@ -160,10 +167,11 @@ def evaluate(
     world = run.world
     mine = slice(world.rank, None, world.size)
     tta = run.config.tta if tta is None else tta
-    probs = predict(run.eval_model, run.preprocess, images[mine], world.device, run.config.batch_size, tta)
+    classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
+    probs = classifier.probabilities(images[mine], tta=tta, batch_size=run.config.batch_size)  # (n, C)
     mine_labels = labels[mine].cpu()
     confusion = confusion_matrix(mine_labels, probs.argmax(dim=1), num_classes).to(world.device)
-    nll = -probs[torch.arange(len(probs)), mine_labels].clamp_min(1e-12).log().sum()
+    nll = nll_sum(probs, mine_labels)
     totals = torch.cat([confusion.flatten().double(), nll.double().view(1).to(world.device)])
     distributed.all_sum(totals, world)
     confusion = totals[:-1].round().long().view(num_classes, num_classes).cpu()
@@ -202,7 +210,7 @@ def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
     return Run(
         config=config, world=world, model=model, net=net, preprocess=preprocess.to(world.device),
         optimizer=optimizer, ema=EMA(model, config.ema_decay) if config.ema_decay else None,
-        augment=AugmentSpec(config.crop_padding, config.flip, config.rotate_degrees, config.color_jitter),
+        augment=AugmentSpec.from_config(config),
         loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         batch_size=batch_size, steps_per_epoch=len(dataset.train) // batch_size,
     )  # fmt: skip
@@ -333,7 +341,7 @@ def finish(run: Run, dataset: Dataset, metrics: dict[str, Any]) -> None:
 def cli(argv: Sequence[str] | None = None) -> None:
     """``alexnet-train`` / ``python -m training``: a bad flag exits 2, a data or device problem exits 1."""
     config = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         main(config)
     except (DataError, DeviceError, StateError, CheckpointError) as exc:

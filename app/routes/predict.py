@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app.deps import PredictorDep, ServiceState
-from app.errors import Unprocessable
+from app.errors import DeadlineExceeded, QueueFull, Unprocessable
 from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import FIELD, UploadLimits, decode_uploads, read_uploads
 
@@ -60,15 +60,9 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "no files, a field other than `file`, or a bad `top_k`",
         "no files: send images as multipart/form-data in the field 'file'",
     ),
-    429: _error(
-        "the queue is full: retry after the `Retry-After` header's seconds",
-        "the queue is full (256 images waiting, limit 256); retry shortly",
-    ),
+    429: _error("the queue is full: retry after the `Retry-After` header's seconds", QueueFull(256, 256).detail),
     503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
-    504: _error(
-        "the request waited for the model past its deadline and was not run",
-        "the request waited for the model past its deadline and was not run",
-    ),
+    504: _error("the request waited for the model past its deadline", DeadlineExceeded.NOT_RUN),
 }
 
 
@@ -96,5 +90,5 @@ async def predict_images(
     with state.batcher.arriving():
         uploads = await read_uploads(request, limits)
         images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
-    results = await state.batcher.submit(images, k, deadline)
-    return PredictResponse.build([u.filename for u in uploads], results, predictor.info, k)
+    probabilities = await state.batcher.submit(images, deadline)  # (n, classes), this request's rows
+    return PredictResponse.build([u.filename for u in uploads], probabilities, predictor.info, k)

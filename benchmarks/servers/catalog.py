@@ -58,19 +58,20 @@ def server_specs(
     """``max_files``: raise the service's files-per-request limit (only for requests above its default)."""
     uvicorn = (python, "-m", "uvicorn")
     where = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
+    entry_point = (python, "-m", "app")  # alexnet-serve, as the container and `make serve` start the service
     service_env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": device}
     if max_files is not None:
         service_env["ALEXNET_MAX_FILES"] = str(max_files)
     return {
         "service": ServerSpec(
             "service",
-            (*uvicorn, "app.main:app", *where),
+            (*entry_point, *where),
             service_env,
             description="this service, default settings (batching across requests on)",
         ),
         "service-nobatch": ServerSpec(
             "service-nobatch",
-            (*uvicorn, "app.main:app", *where),
+            (*entry_point, *where),
             {**service_env, "ALEXNET_BATCHING": "false"},
             description="this service with ALEXNET_BATCHING=false (one forward pass per request)",
         ),

@@ -1,7 +1,7 @@
-"""The same model served by LitServe, through the project's own decoding and preprocessing.
+"""The same model served by LitServe, through the project's own decoding and inference pass.
 
 Each upload goes through ``models.load_image`` (reduced JPEG decoding, centre square, 32x32), the batch
-through ``models.Preprocess`` and one forward pass, exactly as this service does; LitServe batches
+through the project's one inference pass (``models.Classifier``), exactly as this service does; LitServe batches
 requests with the same maximum size and wait as the service. What differs is the serving machinery:
 LitServe's HTTP process hands each parsed request to an inference worker process through a queue,
 and the worker decodes, batches and predicts.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from fastapi import HTTPException
 
-from models import ImageError, Preprocess, load_checkpoint, load_image
+from models import Classifier, ImageError, load_checkpoint, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,9 @@ class AlexNetAPI(ls.LitAPI):
 
     def setup(self, device: str) -> None:
         checkpoint = load_checkpoint(self.checkpoint_path)
-        self.device = torch.device(device)
         self.classes = checkpoint.classes
-        # The model set up as the service sets it up (channels_last; bf16 autocast on CUDA), so that only the
-        # serving machinery differs.
-        self.model = checkpoint.build_model().to(self.device, memory_format=torch.channels_last)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        self.preprocess = Preprocess(checkpoint.preprocess).to(self.device)
+        # The service's own pass (channels_last; bf16 autocast on CUDA), so that only the serving machinery differs.
+        self.classifier = Classifier.from_checkpoint(checkpoint, torch.device(device))
         self.source_size = checkpoint.preprocess.source_size
         for size in (1, self.max_images):  # warm up, as the service does, so the first requests are not slower
             self.predict([np.zeros((size, self.source_size, self.source_size, 3), dtype=np.uint8)])
@@ -61,14 +57,9 @@ class AlexNetAPI(ls.LitAPI):
     def predict(self, requests: list[np.ndarray]) -> list[tuple[list[int], list[float]]]:
         counts = [len(images) for images in requests]
         pixels = torch.from_numpy(np.concatenate(requests)).permute(0, 3, 1, 2)  # (N, 3, s, s) uint8
-        indices, probabilities = [], []
-        with torch.inference_mode(), self.autocast:
-            for chunk in pixels.split(self.max_images):  # many-image requests: bounded forward passes
-                x = self.preprocess(chunk.to(self.device)).contiguous(memory_format=torch.channels_last)
-                logits = self.model(x)  # (n, classes)
-                best = torch.softmax(logits.float(), dim=1).max(dim=1)
-                indices += best.indices.tolist()
-                probabilities += best.values.tolist()
+        # Many-image requests: forward passes of at most max_images, as the service bounds its passes.
+        best = self.classifier.probabilities(pixels, batch_size=self.max_images).max(dim=1)  # (N,) each
+        indices, probabilities = best.indices.tolist(), best.values.tolist()
         bounds = np.cumsum([0, *counts])
         return [(indices[a:b], probabilities[a:b]) for a, b in itertools.pairwise(bounds)]
 

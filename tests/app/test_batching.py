@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.app.conftest import LiveServer, files, picture, png
+from tests.app.helpers import LiveServer, files, picture, png
 
 IMAGE = png(picture())
 
@@ -30,10 +30,10 @@ class Gate:
         self.opened = threading.Event()
         self.batcher.forward = self._gated
 
-    def _gated(self, images, top_k):
+    def _gated(self, images):
         self.entered.set()
         assert self.opened.wait(30), "the test never opened the gate"
-        return self.forward(images, top_k)
+        return self.forward(images)
 
     def open(self) -> None:
         self.opened.set()
@@ -203,36 +203,8 @@ def test_a_request_larger_than_a_pass_is_split_and_answered_in_order(serve) -> N
 
 
 def test_pass_size_defaults_by_device(tiny_checkpoint) -> None:
-    from tests.app.conftest import test_settings
+    from tests.app.helpers import service_settings
 
-    auto = test_settings(tiny_checkpoint, max_batch_size=0)
+    auto = service_settings(tiny_checkpoint, max_batch_size=0)
     assert (auto.pass_size("cpu"), auto.pass_size("cuda")) == (16, 128)
-    assert test_settings(tiny_checkpoint, max_batch_size=7).pass_size("cuda") == 7
-
-
-def test_queued_images_are_shared_among_free_workers() -> None:
-    """8 images queued while both workers are free: two passes of 4, not one pass of 8 and an idle worker."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-
-    from app.batcher import Batcher
-
-    sizes: list[int] = []
-
-    def forward(images: np.ndarray, top_k: int) -> list[int]:
-        sizes.append(len(images))
-        return [int(image[0, 0, 0]) for image in images]  # each image answers its own first pixel
-
-    async def scenario() -> list[list[int]]:
-        with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(forward, pool, max_batch_size=16, max_wait_s=0.01, max_queue=64, workers=2)
-            batcher.start()
-            deadline = asyncio.get_running_loop().time() + 30
-            images = [np.full((1, 4, 4, 3), i, dtype=np.uint8) for i in range(8)]
-            answers = await asyncio.gather(*(batcher.submit(image, 1, deadline) for image in images))
-            await batcher.stop()
-            return answers
-
-    assert asyncio.run(scenario()) == [[i] for i in range(8)]
-    assert sizes == [4, 4]
+    assert service_settings(tiny_checkpoint, max_batch_size=7).pass_size("cuda") == 7

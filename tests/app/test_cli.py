@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.cli import predict
-from tests.app.conftest import LiveServer, encode, picture
+from tests.app.helpers import LiveServer, encode, picture
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.conftest import LiveServer
+from tests.app.helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def _schema_example(spec: dict, media: dict) -> bool:
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install chromium)")
 def test_docs_render_in_headless_chromium_without_network(server: LiveServer, tmp_path: Path) -> None:
-    from scripts.check_docs_offline import check_docs
+    from verification.check_docs_offline import check_docs
 
     report = check_docs(server.url, tmp_path)
     assert report.operations >= 5

@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app.conftest import LiveServer, encode, files, picture, png
+from tests.app.helpers import LiveServer, encode, files, picture, png
 
 LIMITS = {"max_files": 3, "max_file_bytes": 100_000, "max_body_bytes": 250_000, "max_pixels": 1_000_000}
 
 
 @pytest.fixture(scope="module")
 def limited(tiny_checkpoint) -> Iterator[LiveServer]:
-    from tests.app.conftest import test_settings
+    from tests.app.helpers import service_settings
 
-    live = LiveServer(test_settings(tiny_checkpoint, max_queue=16, **LIMITS)).start()
+    live = LiveServer(service_settings(tiny_checkpoint, max_queue=16, **LIMITS)).start()
     yield live
     live.stop()
 

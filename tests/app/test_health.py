@@ -11,10 +11,10 @@ import httpx
 import pytest
 import uvicorn
 
-from app.cli import _Server
+from app.cli import Server
 from app.main import create_app
 from app.predictor import Predictor
-from tests.app.conftest import LiveServer, files, png, test_settings
+from tests.app.helpers import LiveServer, files, png, service_settings
 
 
 def test_health_is_503_until_warm_up_ends(serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,9 +49,9 @@ def test_health_is_503_until_warm_up_ends(serve: Callable[..., LiveServer], monk
 
 
 def test_health_is_503_once_a_signal_arrives(tiny_checkpoint) -> None:
-    app = create_app(test_settings(tiny_checkpoint))
+    app = create_app(service_settings(tiny_checkpoint))
     app.state.service.set_status("ready")  # as after warm-up
-    server = _Server(uvicorn.Config(app), app.state.service)
+    server = Server(uvicorn.Config(app), app.state.service)
     server.handle_exit(signal.SIGTERM, None)  # what alexnet-serve runs on SIGTERM, before uvicorn stops
 
     async def health() -> httpx.Response:

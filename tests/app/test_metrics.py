@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.conftest import LiveServer, files, png
+from tests.app.helpers import LiveServer, files, png
 
 
 def test_metrics_count_what_happened(server: LiveServer, client: httpx.Client) -> None:

@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from app.cli import predict as predict_cli
-from models import CIFAR10_CLASSES, AlexNet, Preprocess, PreprocessSpec, load_checkpoint, save_checkpoint
-from tests.app.conftest import LiveServer, encode, picture, test_settings
-from tests.conftest import TEST_INPUT_SIZE
+from models import CIFAR10_CLASSES, AlexNet, Classifier, Preprocess, PreprocessSpec, load_checkpoint, save_checkpoint
+from tests.app.helpers import LiveServer, encode, picture, service_settings
+from tests.helpers import TEST_INPUT_SIZE
 from training.data import read_sources
-from training.evaluate import predict as predict_trainer
 from training.folder import list_split
 from training.init import init_weights
 
@@ -78,11 +77,11 @@ def test_trainer_service_and_cli_agree(test_folder: Path, decisive_checkpoint: P
     _, test, classes, _ = read_sources(test_folder, checkpoint.preprocess.source_size, cache=False, with_train=False)
     _, paths, labels = list_split(test_folder, "test")
     assert classes == CIFAR10_CLASSES and test.labels.tolist() == labels
-    trainer = predict_trainer(
-        checkpoint.build_model(), Preprocess(checkpoint.preprocess), torch.from_numpy(test.images), "cpu", tta=False
-    ).numpy()  # (N, 10)
+    # As the trainer evaluates: its (NCHW) model and preprocessing, the image-folder reader's (N, 3, S, S) images.
+    classifier = Classifier(checkpoint.build_model(), Preprocess(checkpoint.preprocess), torch.device("cpu"))
+    trainer = classifier.probabilities(torch.from_numpy(test.images), batch_size=7).numpy()  # (N, 10)
 
-    settings = test_settings(decisive_checkpoint, max_files=len(paths), max_queue=len(paths))
+    settings = service_settings(decisive_checkpoint, max_files=len(paths), max_queue=len(paths))
     server = LiveServer(settings).start()
     try:
         uploads = [("file", (f"{p.parent.name}/{p.name}", p.read_bytes())) for p in paths]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from app.schemas import PredictResponse
 from models import CIFAR10_CLASSES, load_checkpoint
-from tests.app.conftest import encode, files, picture, png
+from tests.app.helpers import encode, files, picture, png
 
 
 def test_one_image_gets_a_full_answer(client: httpx.Client, tiny_checkpoint: Path) -> None:

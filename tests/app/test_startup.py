@@ -13,7 +13,7 @@ import pytest
 
 from app.cli import serve
 from app.main import StartupError, create_app
-from tests.app.conftest import test_settings
+from tests.app.helpers import service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_missing_checkpoint_stops_alexnet_serve_with_one_line(tmp_path: Path) ->
 def test_corrupt_checkpoint_stops_start_up(tmp_path: Path, tiny_checkpoint: Path, caplog) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(tiny_checkpoint.read_bytes()[:100_000])  # truncated, as by a full disk
-    app = create_app(test_settings(broken))
+    app = create_app(service_settings(broken))
 
     async def start() -> None:
         async with app.router.lifespan_context(app):
@@ -55,7 +55,7 @@ def test_unavailable_device_stops_start_up(tiny_checkpoint: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    app = create_app(test_settings(tiny_checkpoint, device="cuda"))
+    app = create_app(service_settings(tiny_checkpoint, device="cuda"))
 
     async def start() -> None:
         async with app.router.lifespan_context(app):
@@ -91,4 +91,4 @@ def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, capsys)
 
 def test_queue_must_hold_the_largest_request(tiny_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="max_queue"):
-        test_settings(tiny_checkpoint, max_queue=4, max_files=8)
+        service_settings(tiny_checkpoint, max_queue=4, max_files=8)

@@ -1,6 +1,6 @@
 """Reading py-spy's raw stacks into per-thread and per-function shares."""
 
-from benchmarks.profile_service import parse_raw, profile_markdown, summarize_stacks
+from verification.profile_service import parse_raw, profile_markdown, summarize_stacks
 
 RAW = """\
 process 7:"uvicorn";thread (11): MainThread;run (asyncio/base.py:1);parse (multipart/multipart.py:10) 30

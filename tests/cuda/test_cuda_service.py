@@ -1,6 +1,7 @@
 """The service on CUDA answers like the service on the CPU, over real HTTP on loopback.
 
-Marked ``cuda``: skipped without a GPU (run them with ``pytest -m cuda`` or scripts/gpu_check.sh).
+All CUDA tests live in tests/cuda/. Marked ``cuda``: skipped without a GPU (run them with ``pytest -m cuda``
+or scripts/gpu_check.sh).
 """
 
 import sys
@@ -20,6 +21,8 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 def _probabilities(spec: ServerSpec, body: bytes, content_type: str, log) -> list[list[float]]:
     """Every class's probability for each image, in class-index order."""
     with start_server(spec, log) as server:
+        device = httpx.get(f"http://{LOOPBACK}:{server.port}/health").json()["device"]
+        assert device.startswith(spec.env["ALEXNET_DEVICE"]), device  # cuda:0 on the GPU: no silent CPU fallback
         answer = httpx.post(f"http://{LOOPBACK}:{server.port}/predict?top_k=10", content=body,
                             headers={"Content-Type": content_type}, timeout=60)  # fmt: skip
     assert answer.status_code == 200, answer.text
@@ -32,7 +35,6 @@ def _probabilities(spec: ServerSpec, body: bytes, content_type: str, log) -> lis
 
 @pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 2e-3), ("auto", 3e-2)])
 def test_service_on_cuda_matches_cpu(tiny_checkpoint, tmp_path, precision, tolerance):
-    pytest.importorskip("app.main")
     body, content_type = multipart_body(make_uploads("cifar", 8, tmp_path) + make_uploads("photo", 1, tmp_path))
     results = {}
     for device in ("cpu", "cuda"):

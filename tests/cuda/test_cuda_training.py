@@ -1,11 +1,13 @@
 """Training on CUDA: a bf16-autocast, channels_last step learns, and the real trainer runs on the GPU.
 
-Marked ``cuda``: skipped without a GPU (run them with ``pytest -m cuda`` or scripts/gpu_check.sh).
+All CUDA tests live in tests/cuda/. Marked ``cuda``: skipped without a GPU (run them with ``pytest -m cuda``
+or scripts/gpu_check.sh).
 """
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ import torch
 from PIL import Image
 
 from models import AlexNet, Preprocess, PreprocessSpec, load_checkpoint
+from tests.training.helpers import learnable_split, tiny_config, write_image_folder
+from training.train import main
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -42,7 +46,6 @@ def test_bf16_channels_last_step_learns_a_fixed_batch():
 
 
 def test_trainer_trains_on_cuda(tmp_path):
-    pytest.importorskip("training.train")
     rng = np.random.default_rng(0)
     for split, count in (("train", 24), ("test", 6)):
         for name in ("cat", "dog", "ship"):
@@ -58,3 +61,18 @@ def test_trainer_trains_on_cuda(tmp_path):
     metrics = json.loads((output.parent / "metrics.json").read_text())
     assert metrics["device"].startswith("cuda")
     assert load_checkpoint(output).build_model().state_dict().keys() == AlexNet(num_classes=3).state_dict().keys()
+
+
+@pytest.mark.parametrize("compile_model", [False, True])
+def test_cuda_run_writes_a_cpu_loadable_checkpoint(tmp_path: Path, compile_model: bool) -> None:
+    """bf16 autocast, channels_last, cudnn autotuning and optionally torch.compile; the file loads on a CPU."""
+    write_image_folder(tmp_path / "data", "train", learnable_split(48, seed=1))
+    write_image_folder(tmp_path / "data", "test", learnable_split(8, seed=2))
+    config = tiny_config(tmp_path / "data", tmp_path / "a.safetensors", device="cuda", compile=compile_model,
+                         epochs=3, batch_size=32, lr=0.02)  # fmt: skip
+    metrics = main(config)
+    assert metrics["device"].startswith("cuda")
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    ckpt = load_checkpoint(config.output)
+    assert all(t.device.type == "cpu" for t in ckpt.state_dict.values())
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in ckpt.state_dict)

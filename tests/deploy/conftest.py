@@ -1,4 +1,4 @@
-"""Shared by the container-file tests: the repository root and the Compose v2 binary, when installed."""
+"""Fixture of the container-file tests: the resolved compose configuration, from the real Compose v2 binary."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-# The trainer (training/) is merged separately; tests that run it wait for it.
-needs_trainer = pytest.mark.skipif(not (REPO / "training" / "__main__.py").is_file(), reason="needs training/")
+from tests.helpers import REPO
 
 
 def compose_binary() -> list[str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.deploy.conftest import REPO
+from tests.helpers import REPO
 
 GPU_SERVICES = ("train", "api", "api-replica")
 CPU = ("docker-compose.yml", "docker-compose.cpu.yml")

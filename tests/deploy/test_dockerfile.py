@@ -7,19 +7,8 @@ import re
 
 from packaging.specifiers import SpecifierSet
 
-from tests.deploy.conftest import REPO
-
-DOCKERFILE = (REPO / "Dockerfile").read_text()
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", re.sub(r"^\s*#.*\n", "", DOCKERFILE, flags=re.M))
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
-
-
-def find(keyword: str) -> list[tuple[int, str]]:
-    return [(index, args) for index, (key, args) in enumerate(instructions()) if key == keyword]
+from tests.deploy.helpers import find
+from tests.helpers import REPO
 
 
 def test_base_image_is_a_build_argument_defaulting_to_a_supported_pytorch_runtime() -> None:
@@ -46,13 +35,6 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     (user_at, user), (cmd_at, _) = find("USER")[-1], find("CMD")[-1]
     uid, _, gid = user.strip().partition(":")
     assert user_at < cmd_at and int(uid) > 0 and int(gid) > 0
-
-
-def test_command_is_exec_form_running_one_uvicorn_process() -> None:
-    ((_, cmd),) = find("CMD")
-    argv = json.loads(cmd)  # exec form is a JSON array; shell form would not parse
-    assert argv[:2] == ["uvicorn", "app.main:app"] and "--workers" not in argv
-    assert argv[argv.index("--port") + 1] == "8000" and argv[argv.index("--host") + 1] == "0.0.0.0"
 
 
 def test_healthcheck_asks_health_with_python_in_exec_form() -> None:

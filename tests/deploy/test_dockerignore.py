@@ -2,7 +2,7 @@
 
 The rules are applied here the way Docker documents them (Go filepath.Match per path segment, `**` for any
 number of segments, a pattern also excludes everything under a matching folder, the last matching line
-wins, `!` re-includes). scripts/container_smoke.sh checks the same with a real podman build.
+wins, `!` re-includes). verification/container_smoke.sh checks the same with a real podman build.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.deploy.conftest import REPO
+from tests.helpers import REPO
 
 
 def ignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
@@ -55,7 +55,7 @@ def in_context(path: str) -> bool:
         "tests/conftest.py",
         "benchmarks/results.json",
         "docs/scaling.md",
-        "scripts/container_smoke.sh",
+        "verification/container_smoke.sh",
         "alexnet_service.egg-info/PKG-INFO",
         "training/checkpoints/oops.safetensors",
         "Dockerfile",

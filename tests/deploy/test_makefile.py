@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import REPO, needs_trainer
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
@@ -56,7 +56,6 @@ def test_a_missing_checkpoint_is_trained_first_and_resumable(tmp_path: Path) -> 
     assert train_at < result.stdout.index(f"alexnet-serve --checkpoint {checkpoint}")
 
 
-@needs_trainer
 def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Path) -> None:
     # The real trainer on an empty data folder, download off (nothing leaves this machine in tests):
     # the log says it is a short CPU run and how to run the full one, then the trainer's own message.

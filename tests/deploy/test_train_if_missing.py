@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.conftest import REPO, needs_trainer
+from tests.helpers import REPO
 
 SCRIPT = REPO / "scripts" / "train_if_missing.sh"
 
@@ -30,7 +30,6 @@ def test_an_existing_checkpoint_is_kept_and_nothing_is_trained(tiny_checkpoint: 
     assert Path(checkpoint).read_bytes() == before
 
 
-@needs_trainer
 def test_a_missing_checkpoint_runs_the_trainer_with_the_arguments(tmp_path: Path) -> None:
     # The real trainer, offline on an empty data folder: it must stop with its own message, and the script
     # must pass its failure on (so compose never starts the API on a checkpoint that is not there).

@@ -1,61 +1,12 @@
-"""Generated datasets in the real formats: CIFAR-10 python-version pickles and image folders."""
+"""Fixtures: a learnable image-folder dataset, generated once per session."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from training.dataset import Split
-
-TEST_INPUT_SIZE = 64  # pixels: the real AlexNet at a small input keeps CPU tests fast
-CLASSES = ("red", "green", "blue", "grey")
-# Base colours of the generated classes: far apart, so a few steps of training separate them.
-COLOURS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [128, 128, 128]], dtype=np.float64)
-
-
-def learnable_split(per_class: int, seed: int = 0, num_classes: int = len(CLASSES)) -> Split:
-    """uint8 (N, 3, 32, 32): each class a colour plus noise and a random bright square; labels in order."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(num_classes), per_class)
-    base = COLOURS[labels % len(COLOURS)][:, :, None, None]  # (N, 3, 1, 1)
-    images = base + rng.normal(0, 25, size=(len(labels), 3, 32, 32))
-    for i, (y, x) in enumerate(rng.integers(0, 24, size=(len(labels), 2))):
-        images[i, :, y : y + 8, x : x + 8] += 60
-    return Split(np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64))
-
-
-def write_cifar_batch(path: Path, split: Split, name: str) -> None:
-    """The real format: a dict with bytes keys, data uint8 (N, 3072), labels a list; pickle protocol 2."""
-    batch = {
-        b"batch_label": name.encode(),
-        b"labels": [int(v) for v in split.labels],
-        b"data": split.images.reshape(len(split), 3072),
-        b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(split))],
-    }
-    path.write_bytes(pickle.dumps(batch, protocol=2))
-
-
-def write_cifar_folder(folder: Path, train: Split, test: Split, classes: tuple[str, ...] = CLASSES) -> Path:
-    """A complete cifar-10-batches-py/ folder: five train batches, test_batch, batches.meta."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, index in enumerate(np.array_split(np.arange(len(train)), 5), start=1):
-        write_cifar_batch(folder / f"data_batch_{i}", train.take(index), f"training batch {i} of 5")
-    write_cifar_batch(folder / "test_batch", test, "testing batch 1 of 1")
-    meta = {b"label_names": [c.encode() for c in classes], b"num_cases_per_batch": len(train) // 5, b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
-
-
-def write_image_folder(root: Path, split_name: str, split: Split, classes: tuple[str, ...] = CLASSES) -> None:
-    """root/<split_name>/<class>/<i>.png, lossless so the reader must give back the same pixels."""
-    for i, (image, label) in enumerate(zip(split.images, split.labels, strict=True)):
-        folder = root / split_name / classes[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i:05d}.png")
+from tests.training.helpers import learnable_split, write_image_folder
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.training.conftest import CLASSES, learnable_split, write_cifar_folder
+from tests.training.helpers import CLASSES, learnable_split, write_cifar_folder
 from training import cifar
 from training.data import read_sources
 from training.dataset import DataError

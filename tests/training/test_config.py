@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from models import INPUT_SIZE
-from training.config import DEFAULT_OUTPUT, TrainConfig, parse_args
+from models import DEFAULT_CHECKPOINT, INPUT_SIZE
+from training.config import TrainConfig, parse_args
 from training.train import lr_factor
 
 
@@ -16,7 +16,7 @@ def test_defaults_are_the_default_recipe(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("ALEXNET_DATA_DIR", raising=False)
     config = parse_args([])
     assert config == TrainConfig()
-    assert (config.optimizer, config.input_size, config.output) == ("sgd", INPUT_SIZE, DEFAULT_OUTPUT)
+    assert (config.optimizer, config.input_size, config.output) == ("sgd", INPUT_SIZE, DEFAULT_CHECKPOINT)
     assert config.data_dir == "./data"
 
 
@@ -27,6 +27,21 @@ def test_seed_recipe_is_the_guides_recipe_and_flags_override_it() -> None:
     assert seed.label_smoothing == 0 and seed.ema_decay == 0 and not seed.tta
     assert parse_args(["--recipe", "seed", "--epochs", "2", "--flip"]).epochs == 2
     assert parse_args(["--epochs", "2", "--recipe", "seed", "--flip"]).flip  # order does not matter
+
+
+def test_the_device_vocabulary_is_the_services() -> None:
+    assert [parse_args(["--device", name]).device for name in ("auto", "cpu", "cuda", "cuda:1")] == [
+        "auto", "cpu", "cuda", "cuda:1"
+    ]  # fmt: skip
+
+
+def test_help_comes_from_the_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--optimizer {sgd,adam}" in text and "--schedule {linear,cosine,constant}" in text
+    assert "pixels: random crop after zero padding (0 = off) (default recipe: 4)" in text
+    assert "--recipe {default,seed}" in text
 
 
 def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +55,8 @@ def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (["--epochs", "0"], "--epochs: must be a positive integer"),
         (["--epochs", "ten"], "invalid"),
-        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--device", "tpu"], "--device: must be auto (cuda when available), cpu, cuda or cuda:N, got tpu"),
+        (["--init", "xavier"], "invalid choice: 'xavier'"),
         (["--recipe", "fast"], "invalid choice: 'fast'"),
         (["--ema-decay", "1.5"], "must be in [0, 1)"),
         (["--lr", "-1"], "must be 0 or more"),

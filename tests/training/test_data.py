@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.training.conftest import CLASSES, learnable_split, write_image_folder
+from tests.training.helpers import CLASSES, learnable_split, write_image_folder
 from training import folder
 from training.data import read_sources
 from training.dataset import DataError, Split, hold_out, stratified_indices

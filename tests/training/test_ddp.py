@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models import load_checkpoint
-from tests.training.conftest import TEST_INPUT_SIZE
+from tests.helpers import TEST_INPUT_SIZE
 from training.report import METRICS_FILE
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from models import load_checkpoint
-from tests.training.test_train import tiny_config
+from tests.training.helpers import tiny_config
 from training.config import TrainConfig
 from training.state import state_path
 from training.train import main

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from models import CIFAR10_MEAN, Preprocess, load_checkpoint
-from tests.training.conftest import CLASSES, TEST_INPUT_SIZE
+from models import CIFAR10_MEAN, load_checkpoint
+from tests.helpers import TEST_INPUT_SIZE
+from tests.training.helpers import CLASSES, tiny_config
 from training import evaluate as evaluate_module
 from training.config import TrainConfig
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE
@@ -20,15 +21,6 @@ from training.state import StateError, load_state, state_path
 from training.train import cli, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def tiny_config(data_dir: Path, output: Path, **overrides: Any) -> TrainConfig:
-    """The default recipe at a 64-pixel input on a few hundred generated images."""
-    base = TrainConfig(
-        data_dir=str(data_dir), output=str(output), input_size=TEST_INPUT_SIZE, val_size=32, epochs=2,
-        batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1,
-    )  # fmt: skip
-    return replace(base, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +99,6 @@ def test_evaluate_cli_reports_a_broken_checkpoint(tmp_path: Path, caplog: pytest
         evaluate_module.cli(["--checkpoint", str(broken), "--data-dir", str(tmp_path)])
     assert info.value.code == 1
     assert "not a readable safetensors file" in caplog.text
-
-
-def test_predict_matches_a_plain_forward_pass(tiny_checkpoint: Path) -> None:
-    ckpt = load_checkpoint(tiny_checkpoint)
-    model, preprocess = ckpt.build_model(), Preprocess(ckpt.preprocess)
-    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
-    probs = evaluate_module.predict(model, preprocess, images, "cpu", batch_size=2)
-    with torch.inference_mode():
-        expected = model(preprocess(images)).softmax(dim=1)
-    torch.testing.assert_close(probs, expected)
-    with torch.inference_mode():
-        mirrored = model(preprocess(images.flip(3))).softmax(dim=1)
-    tta = evaluate_module.predict(model, preprocess, images.numpy(), "cpu", batch_size=3, tta=True)
-    torch.testing.assert_close(tta, (expected + mirrored) / 2)
 
 
 def test_train_cli_reports_data_problems_without_traceback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,7 +4,7 @@ Runs in a fresh process and reports resident memory (VmRSS, and the peak VmHWM) 
 replica goes through: import torch, load a checkpoint (random weights, 224x224 input, the real size),
 then forward passes at the batch sizes given. Linux only (reads /proc/self/status).
 
-    python scripts/measure_replica_memory.py --batch-sizes 1 32 64
+    python -m verification.measure_replica_memory --batch-sizes 1 32 64
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     report("python started")
     import torch
 
-    from models import Preprocess, load_checkpoint
+    from models import Classifier, load_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,20 +55,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Written by a child process, so building the throwaway model does not count in this one.
         path = Path(tmp) / "random.safetensors"
-        subprocess.run([sys.executable, __file__, "--write-checkpoint", str(path)], check=True)
+        subprocess.run([sys.executable, "-m", "verification.measure_replica_memory", "--write-checkpoint", str(path)],
+                       check=True)  # fmt: skip
         checkpoint = load_checkpoint(path)
     spec = checkpoint.preprocess
-    model = checkpoint.build_model()
-    preprocess = Preprocess(checkpoint.preprocess)
+    classifier = Classifier.from_checkpoint(checkpoint, torch.device("cpu"))  # as a replica holds it
     del checkpoint
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in classifier.model.parameters())
     report(f"model loaded ({params * 4 / 2**20:.0f} MiB of fp32 weights)")
 
-    with torch.inference_mode():
-        for batch_size in args.batch_sizes:
-            images = torch.randint(0, 256, (batch_size, 3, spec.source_size, spec.source_size), dtype=torch.uint8)
-            model(preprocess(images))  # (N, 10)
-            report(f"after a forward pass, batch {batch_size}")
+    for batch_size in args.batch_sizes:
+        images = torch.randint(0, 256, (batch_size, 3, spec.source_size, spec.source_size), dtype=torch.uint8)
+        classifier.probabilities(images)  # (N, 10): the service's own pass
+        report(f"after a forward pass, batch {batch_size}")
 
 
 if __name__ == "__main__":

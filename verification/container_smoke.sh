@@ -2,7 +2,7 @@
 # Build the image and run it for real with podman, on a machine with no Docker engine and no access to
 # public image registries (like this project's dev and CI machines). Needs root and Debian's packages.
 #
-#   sudo scripts/container_smoke.sh        # or: make container-smoke
+#   sudo verification/container_smoke.sh        # or: make container-smoke
 #
 # 1. installs podman, buildah, runc and debootstrap with apt-get if they are missing;
 # 2. makes the base image once (cached): a Debian bookworm minbase with python3 and venv, made with
@@ -58,8 +58,10 @@ install_tools() {
     done
     if ((${#missing[@]})); then
         log "installing ${missing[*]} with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap curl >/dev/null
+        # Another apt (a machine's first-boot upgrade, say) may hold the lock: wait for it, not fail.
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+            podman buildah runc debootstrap curl >/dev/null
     fi
 }
 
@@ -228,19 +230,27 @@ check_container() {
     log "stopped (exit code $(podman inspect -f '{{.State.ExitCode}}' "$CONTAINER"))"
 }
 
+# One step per line: under `set -e`, a function called on the left of `&&` runs with errexit off, so a failed
+# command inside it would not stop the script.
 main() {
-    if [[ ! -f app/main.py ]]; then
-        log "skipped: no app/ in this tree yet"
-        return
-    fi
     [[ $EUID == 0 ]] || die "run as root (podman needs it on this kind of machine)"
-    install_tools && configure_podman && timed "tools (apt-get when missing)"
-    make_base_image && timed "base image (debootstrap when missing)"
-    check_build_context && timed "build context check"
-    pip_build_config && build_image && timed "podman build"
-    write_tiny_checkpoint && timed "tiny checkpoint"
-    start_container && timed "container start -> /health 200"
-    call_api && check_container && timed "/predict, healthcheck, stop"
+    install_tools
+    configure_podman
+    timed "tools (apt-get when missing)"
+    make_base_image
+    timed "base image (debootstrap when missing)"
+    check_build_context
+    timed "build context check"
+    pip_build_config
+    build_image
+    timed "podman build"
+    write_tiny_checkpoint
+    timed "tiny checkpoint"
+    start_container
+    timed "container start -> /health 200"
+    call_api
+    check_container
+    timed "/predict, healthcheck, stop"
     log "OK"
 }
 

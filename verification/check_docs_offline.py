@@ -1,7 +1,7 @@
 """Open the service's /docs in headless Chromium and prove it works offline.
 
-    python scripts/check_docs_offline.py                              # starts alexnet-serve on random weights
-    python scripts/check_docs_offline.py --url http://127.0.0.1:8000  # or checks a running service
+    python -m verification.check_docs_offline                                # starts alexnet-serve, random weights
+    python -m verification.check_docs_offline --url http://127.0.0.1:8000    # or checks a running service
 
 Chromium (Debian's ``chromium`` package) is driven over the DevTools protocol: every request the page makes
 is recorded, the page must render the API's operations, every request must go to the service itself, and
@@ -192,23 +192,14 @@ def _sample_image(path: Path) -> Path:
 
 def _start_service(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """alexnet-serve on a random-weight checkpoint (64px input: quick), on a free loopback port."""
-    sys.path.insert(0, str(ROOT))
-    import torch
+    from models import save_random_checkpoint
 
-    from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
-
-    torch.manual_seed(0)
-    checkpoint = workdir / "random.safetensors"
-    args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
-    save_checkpoint(checkpoint, AlexNet(**args), model_args=args, classes=CIFAR10_CLASSES,
-                    preprocess=PreprocessSpec(input_size=64))  # fmt: skip
+    checkpoint = save_random_checkpoint(workdir / "random.safetensors", input_size=64)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-c", "from app.cli import serve; serve()", "--checkpoint", str(checkpoint)]
-    service = subprocess.Popen(
-        [*command, "--port", str(port), "--device", "cpu"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
+    command = [sys.executable, "-m", "app", "--checkpoint", str(checkpoint), "--port", str(port), "--device", "cpu"]
+    service = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -4,14 +4,14 @@
 #   gpu-check-bundle/requirements.txt   what to install from them
 #   gpu-check-bundle/cifar-jpeg.tar.xz  the JPEG copy of CIFAR-10 (train/ + test/), about 19 MB
 #
-#   scripts/pack_gpu_check.sh [DEST]     # env: GPU_PYTHON_VERSION (default 3.12), ALEXNET_DATA_DIR (the JPEG copy)
+#   verification/pack_gpu_check.sh [DEST]     # env: GPU_PYTHON_VERSION (default 3.12), ALEXNET_DATA_DIR (the JPEG copy)
 # Needs a package index (pip's configuration) and python3 >= 3.11 here; takes a minute or two (xz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEST=${1:-gpu-check-bundle}
 PY_VERSION=${GPU_PYTHON_VERSION:-3.12}
-DATA=${ALEXNET_DATA_DIR:-/work/data/cifar-jpeg}
+DATA=${ALEXNET_DATA_DIR:-data}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$DEST/wheels"
 

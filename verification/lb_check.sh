@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run deploy/nginx/alexnet.conf for real in front of two real API processes on this machine, without
-# Docker: Debian's nginx binary (unpacked from its package, nothing installed), two `uvicorn app.main:app`
-# with a tiny random checkpoint, and a third upstream that is down.
+# Docker: Debian's nginx binary (unpacked from its package, nothing installed), two API processes started as
+# the container starts them (`alexnet-serve`, here `python -m app`) with a tiny random checkpoint, and a third
+# upstream that is down.
 #
-#   scripts/lb_check.sh            # uses `python` from PATH, with the project installed (e.g. .venv)
+#   verification/lb_check.sh       # uses `python` from PATH, with the project installed (e.g. .venv)
 #
 # Checks: requests spread over both replicas; a request sent to the dead one is retried on another (all
 # answer 200); an upload over the service's body limit gets the service's JSON 413, not nginx's page.
@@ -30,21 +31,18 @@ trap cleanup EXIT
 unpack_nginx() {
     # A fresh machine may have no package lists yet: fetch them once and try again.
     (cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) ||
-        (apt-get update -qq && cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) || die "apt-get download nginx"
+        (apt-get -o DPkg::Lock::Timeout=600 update -qq && cd "$WORK" && apt-get download -q nginx >/dev/null 2>&1) ||
+        die "apt-get download nginx"
     dpkg-deb -x "$WORK"/nginx_*.deb "$WORK/nginx"
     mkdir -p "$WORK/run/tmp"
 }
 
 start_replicas() {
-    python -c 'import sys, torch
-from models import CIFAR10_CLASSES, AlexNet, PreprocessSpec, save_checkpoint
-torch.manual_seed(0)
-args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
-save_checkpoint(sys.argv[1], AlexNet(**args), model_args=args, classes=CIFAR10_CLASSES,
-                preprocess=PreprocessSpec(input_size=64))' "$WORK/tiny.safetensors"
+    python -c 'import sys; from models import save_random_checkpoint; save_random_checkpoint(sys.argv[1], input_size=64)' \
+        "$WORK/tiny.safetensors"
     for port in "${PORTS[@]}"; do
         ALEXNET_CHECKPOINT="$WORK/tiny.safetensors" ALEXNET_DEVICE=cpu ALEXNET_TORCH_THREADS=1 \
-            python -m uvicorn app.main:app --host 127.0.0.1 --port "$port" --log-level warning \
+            python -m app --host 127.0.0.1 --port "$port" --log-level warning --no-access-log \
             >"$WORK/replica-$port.log" 2>&1 &
         PIDS+=($!)
     done
@@ -110,10 +108,6 @@ check_body_limit() {
     log "40 MB upload -> 413 from the service: $(cat "$WORK/big.json")"
 }
 
-if [[ ! -f app/main.py ]]; then
-    log "skipped: no app/ in this tree yet"
-    exit 0
-fi
 unpack_nginx
 start_replicas
 start_nginx

@@ -1,6 +1,6 @@
 """Where a server's time goes under load: py-spy samples it while the load generator drives it.
 
-    python -m benchmarks.profile_service --server service --concurrency 32 --out docs/benchmarks/profile
+    python -m verification.profile_service --server service --concurrency 32 --out docs/benchmarks/profile
 
 Starts the server as the serving benchmark does (same checkpoint kind, same settings), sends
 ``--concurrency`` clients of one upload each, and records the server's Python stacks with py-spy
@@ -26,11 +26,12 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.loadgen import LoadSpec, run_load
-from benchmarks.payloads import DEFAULT_CIFAR_DIR, make_uploads, multipart_body
+from benchmarks.payloads import default_cifar_dir, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, server_specs, service_defaults
 from benchmarks.servers.launch import LOOPBACK, start_server
 from benchmarks.serving import request_bodies
 from models import save_random_checkpoint
+from training.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def profile_markdown(summary: dict, load: str, header: str, batching: str = "") 
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser = argparse.ArgumentParser(description="Profile a server under load with py-spy.")
     parser.add_argument("--server", default="service", choices=SERVER_NAMES)
     parser.add_argument("--kind", default="cifar", choices=["cifar", "photo"])
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("py-spy is not installed (pip install -e '.[bench]')")
     args.out.mkdir(parents=True, exist_ok=True)
     defaults = service_defaults(args.device)
-    uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, DEFAULT_CIFAR_DIR)
+    uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, default_cifar_dir())
     with tempfile.TemporaryDirectory(prefix="alexnet-profile-") as scratch:
         checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors")
         spec = server_specs(sys.executable, checkpoint, args.device, defaults.max_batch_size, defaults.max_wait_ms)

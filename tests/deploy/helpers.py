@@ -1,0 +1,26 @@
+"""The Dockerfile read as instructions, for the tests that check its promises."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.helpers import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def dockerfile_command() -> list[str]:
+    """The image's CMD: exec form is a JSON array (shell form would not parse)."""
+    ((_, cmd),) = find("CMD")
+    return json.loads(cmd)
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", re.sub(r"^\s*#.*\n", "", DOCKERFILE, flags=re.M))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
+
+
+def find(keyword: str) -> list[tuple[int, str]]:
+    return [(index, args) for index, (key, args) in enumerate(instructions()) if key == keyword]

@@ -1,0 +1,72 @@
+"""The one inference pass: what it computes, its device vocabulary and its precision policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import Classifier, DeviceError, Preprocess, load_checkpoint, resolve_device
+from models.inference import autocast_dtype, weights_layout
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_probabilities_are_a_plain_forward_pass_and_its_mirror(tiny_checkpoint: Path, images: torch.Tensor) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model, preprocess = ckpt.build_model(), Preprocess(ckpt.preprocess)
+    classifier = Classifier(model.train(), preprocess, torch.device("cpu"))  # the pass switches dropout off
+    probs = classifier.probabilities(images, batch_size=2)
+    with torch.inference_mode():
+        expected = model.eval()(preprocess(images)).softmax(dim=1)
+        mirrored = model(preprocess(images.flip(3))).softmax(dim=1)
+    torch.testing.assert_close(probs, expected)
+    assert probs.dtype == torch.float32 and probs.device.type == "cpu" and probs.shape == (5, 10)
+    tta = classifier.probabilities(images.numpy(), batch_size=3, tta=True)
+    torch.testing.assert_close(tta, (expected + mirrored) / 2)
+
+
+def test_from_checkpoint_serves_channels_last_with_the_same_answer(tiny_checkpoint: Path, images: torch.Tensor) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    served = Classifier.from_checkpoint(ckpt, torch.device("cpu"))
+    plain = Classifier(ckpt.build_model(), Preprocess(ckpt.preprocess), torch.device("cpu"))
+    assert served.layout == torch.channels_last and plain.layout == torch.contiguous_format
+    assert weights_layout(served.model) == torch.channels_last
+    hwc = images.permute(0, 2, 3, 1).contiguous()  # decoded uploads arrive as (N, H, W, C)
+    torch.testing.assert_close(served.probabilities(hwc.permute(0, 3, 1, 2)), plain.probabilities(images))
+
+
+def test_device_vocabulary() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", ""):
+        with pytest.raises(DeviceError, match="is not one of auto"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        for name in ("cuda", "cuda:0"):
+            with pytest.raises(DeviceError, match="CUDA is not available"):
+                resolve_device(name)
+    else:
+        assert resolve_device("cuda").index is not None  # always with its index: /health says cuda:0
+
+
+def test_precision_policy() -> None:
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None  # float32 on a CPU
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("fp16", cpu) is torch.float16
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        autocast_dtype("fp8", cpu)
+
+
+def test_bf16_on_a_cpu_stays_close_to_fp32(tiny_checkpoint: Path, images: torch.Tensor) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    fp32 = Classifier.from_checkpoint(ckpt, torch.device("cpu")).probabilities(images)
+    bf16 = Classifier.from_checkpoint(ckpt, torch.device("cpu"), "bf16").probabilities(images)
+    assert bf16.dtype == torch.float32  # the softmax is always taken in float32
+    torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)
