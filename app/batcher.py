@@ -1,6 +1,6 @@
 """Batching across requests: concurrent uploads share forward passes, run off the event loop.
 
-The batcher moves arrays and nothing else: each request submits its images, (n, ...) uint8, and gets back
+The batcher moves arrays and nothing else: each request submits its images, an (n, ...) array, and gets back
 its rows of ``forward``'s output, (n, ...), in order. It knows nothing of classes, top-k or responses;
 what a request asked for is applied to its rows after the pass, by the route.
 
