@@ -11,8 +11,6 @@ import pytest
 
 from tests.app.helpers import LiveServer
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_docs_page_loads_nothing_from_elsewhere(client: httpx.Client) -> None:
     page = client.get("/docs")

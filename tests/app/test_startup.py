@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.cli import serve
 from app.main import StartupError, create_app
 from tests.app.helpers import service_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 
 def test_missing_checkpoint_stops_alexnet_serve_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.safetensors"
     result = subprocess.run(
         [sys.executable, "-c", "from app.cli import serve; serve()", "--checkpoint", str(missing), "--port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,3 +95,26 @@ def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, capsys)
 def test_queue_must_hold_the_largest_request(tiny_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="max_queue"):
         service_settings(tiny_checkpoint, max_queue=4, max_files=8)
+
+
+def test_plain_uvicorn_serves_through_the_factory(tiny_checkpoint: Path) -> None:
+    """`uvicorn --factory app.main:factory` stays usable: settings from ALEXNET_*, the service's log lines."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALEXNET_CHECKPOINT": str(tiny_checkpoint), "ALEXNET_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:factory", "--port", str(port)]
+    service = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        assert health["status"] == "ready" and health["model"]["checkpoint"] == tiny_checkpoint.name
+    finally:
+        service.terminate()
+        service.wait(30)
+    assert "app.main: ready" in (service.stderr.read() if service.stderr else "")
