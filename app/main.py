@@ -136,9 +136,10 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     seconds = perf_counter() - start
     metrics.model_load_seconds.set(seconds)
     logger.info(
-        "loaded %s (weights sha256 %s) on %s in %.2f s",
+        "loaded %s (weights sha256 %s, temperature %.3f) on %s in %.2f s",
         settings.checkpoint,
         predictor.info.weights_sha256[:12],
+        predictor.info.temperature,
         predictor.device,
         seconds,
     )

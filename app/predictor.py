@@ -36,7 +36,12 @@ class Predictor:
             weights_sha256=checkpoint.weights_sha256,
             classes=list(checkpoint.classes),
             input_size=checkpoint.preprocess.input_size,
+            temperature=checkpoint.temperature,
+            calibrated="temperature" in checkpoint.calibration,
         )
+        if not self.info.calibrated:
+            logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
+                           "alexnet-evaluate --calibrate fits a temperature", source or "the checkpoint")  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", precision: str = "auto") -> Predictor:

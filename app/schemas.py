@@ -25,13 +25,15 @@ EXAMPLE_MODEL = {
     "weights_sha256": EXAMPLE_SHA,
     "classes": list(CIFAR10_CLASSES),
     "input_size": INPUT_SIZE,
+    "temperature": 1.42,
+    "calibrated": True,
 }
 
 
 class ClassProbability(BaseModel):
     label: str = Field(description="class name")
     index: int = Field(description="class index in the model's output")
-    probability: float = Field(ge=0, le=1, description="softmax probability, rounded to 6 decimals")
+    probability: float = Field(ge=0, le=1, description="calibrated softmax probability, rounded to 6 decimals")
 
 
 class ImagePrediction(BaseModel):
@@ -47,6 +49,10 @@ class ModelInfo(BaseModel):
     weights_sha256: str = Field(description="checksum of the served weights, as recorded in the checkpoint")
     classes: list[str]
     input_size: int = Field(description="pixels: images are reduced to 32x32, then upsampled to this")
+    temperature: float = Field(
+        description="the logits are divided by this before the softmax (fitted on the validation split; 1: not)"
+    )
+    calibrated: bool = Field(description="whether a temperature was fitted, so that probabilities mean what they say")
 
 
 class PredictResponse(BaseModel):

@@ -4,7 +4,9 @@ No pickle anywhere: safetensors stores raw tensors and a JSON header, so loading
 elsewhere cannot run code. One loader serves evaluation and the service.
 
 Metadata (all strings, JSON where structured): ``format``, ``format_version``, ``model_args``,
-``classes``, ``preprocess``, ``config``, ``metrics``, ``weights_sha256``.
+``classes``, ``preprocess``, ``config``, ``metrics``, ``weights_sha256``; from version 2 also
+``calibration`` (the temperature fitted on the validation split, and how it was fitted). A version 1 file
+loads as uncalibrated: temperature 1.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from models.transforms import CIFAR10_CLASSES, INPUT_SIZE, PreprocessSpec
 # Where the trainer writes and the service reads by default (the Makefile, Dockerfile and compose name it too).
 DEFAULT_CHECKPOINT = "checkpoints/alexnet-cifar10.safetensors"
 FORMAT_NAME = "alexnet-service-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: adds ``calibration``
+READABLE_VERSIONS = ("1", "2")
 REQUIRED_METADATA = ("format", "format_version", "model_args", "classes", "preprocess", "weights_sha256")
 
 
@@ -53,6 +56,13 @@ class Checkpoint:
     weights_sha256: str
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # empty: never calibrated (temperature 1)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax; 1 for an uncalibrated checkpoint."""
+        return float(self.calibration.get("temperature", 1.0))
 
     def build_model(self) -> AlexNet:
         """The network with these weights, in eval mode, on the CPU."""
@@ -80,6 +90,7 @@ def save_checkpoint(
     preprocess: PreprocessSpec,
     config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> str:
     """Write the model's weights and metadata atomically; return the weights' sha256.
 
@@ -97,6 +108,7 @@ def save_checkpoint(
         "preprocess": json.dumps(preprocess.to_dict()),
         "config": json.dumps(dict(config or {}), default=str),
         "metrics": json.dumps(dict(metrics or {})),
+        "calibration": json.dumps(dict(calibration or {})),
         "weights_sha256": sha,
     }
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
@@ -145,9 +157,10 @@ def _check(path: Path, metadata: dict[str, str], state: dict[str, torch.Tensor])
         raise CheckpointError(path, f"not an alexnet-service checkpoint (missing metadata: {', '.join(missing)})")
     if metadata["format"] != FORMAT_NAME:
         raise CheckpointError(path, f"unknown format {metadata['format']!r}")
-    if metadata["format_version"] != str(FORMAT_VERSION):
+    if metadata["format_version"] not in READABLE_VERSIONS:
+        readable = " and ".join(READABLE_VERSIONS)
         raise CheckpointError(
-            path, f"format version {metadata['format_version']} is not supported (this code reads {FORMAT_VERSION})"
+            path, f"format version {metadata['format_version']} is not supported (this code reads {readable})"
         )
     try:
         model_args = json.loads(metadata["model_args"])
@@ -155,15 +168,20 @@ def _check(path: Path, metadata: dict[str, str], state: dict[str, torch.Tensor])
         preprocess = PreprocessSpec.from_dict(json.loads(metadata["preprocess"]))
         config = json.loads(metadata.get("config", "{}"))
         metrics = json.loads(metadata.get("metrics", "{}"))
+        calibration = json.loads(metadata.get("calibration", "{}"))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(path, f"metadata is malformed ({exc!r})") from exc
+    temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
+    if not isinstance(temperature, int | float) or not 0 < temperature < float("inf"):
+        raise CheckpointError(path, f"calibration temperature {temperature!r} is not a positive number")
     if model_args.get("num_classes") != len(classes):
         raise CheckpointError(path, f"{len(classes)} class names for {model_args.get('num_classes')} model outputs")
     actual = weights_sha256(state)
     if actual != metadata["weights_sha256"]:
         raise CheckpointError(path, "weights do not match their sha256: the file is corrupt or was altered")
     _check_fits(path, model_args, state)
-    return Checkpoint(state, model_args, classes, preprocess, actual, config, metrics)
+    version = int(metadata["format_version"])
+    return Checkpoint(state, model_args, classes, preprocess, actual, config, metrics, calibration, version)
 
 
 def _check_fits(path: Path, model_args: dict[str, Any], state: dict[str, torch.Tensor]) -> None:

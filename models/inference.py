@@ -1,7 +1,8 @@
 """The one inference pass: uint8 images in, class probabilities out, on one device under one precision policy.
 
     uint8 (N, 3, S, S) -> device -> Preprocess (upsample + normalise, once per batch) -> the weights' layout
-    -> autocast (the precision policy) -> network -> float32 softmax (optionally averaged with the mirror image)
+    -> autocast (the precision policy) -> network -> logits / temperature (the checkpoint's calibration)
+    -> float32 softmax (optionally averaged with the mirror image's)
 
 Everything that predicts goes through ``Classifier.probabilities``: the service's batcher, ``alexnet-predict``,
 the trainer's validation and test evaluation, ``alexnet-evaluate``, and the benchmarks' in-process limit and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal, get_args
 
 import numpy as np
@@ -70,6 +71,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def to_probabilities(views: Sequence[torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    """Logits (N, C) of one or more views of the same images -> the mean of their softmax(logits / temperature)."""
+    return torch.stack([(logits / temperature).softmax(dim=1) for logits in views]).mean(dim=0)
+
+
 def weights_layout(model: nn.Module) -> torch.memory_format:
     """channels_last if the first convolution's weights are stored so, else contiguous.
 
@@ -85,17 +91,27 @@ class Classifier:
     """A network and its preprocessing on one device, run under one precision policy. Thread-safe to call.
 
     ``model`` and ``preprocess`` must already be on ``device``; the constructor moves and copies nothing, so
-    the trainer can evaluate its live weights. ``from_checkpoint`` builds one for serving.
+    the trainer can evaluate its live weights. ``from_checkpoint`` builds one for serving. ``temperature``
+    divides the logits before every softmax (Guo et al. 2017): it changes how sure the probabilities are,
+    never which class ranks first.
     """
 
     def __init__(
-        self, model: nn.Module, preprocess: Preprocess, device: torch.device, precision: Precision | str = "auto"
+        self,
+        model: nn.Module,
+        preprocess: Preprocess,
+        device: torch.device,
+        precision: Precision | str = "auto",
+        temperature: float = 1.0,
     ) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
         self.model = model
         self.preprocess = preprocess
         self.device = device
         self.dtype = autocast_dtype(precision, device)
         self.layout = weights_layout(model)
+        self.temperature = float(temperature)
 
     @classmethod
     def from_checkpoint(
@@ -107,7 +123,8 @@ class Classifier:
         faster than NCHW at batch 32 (oneDNN); decoded images arrive as (N, H, W, C), which is that layout.
         """
         model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
-        return cls(model, Preprocess(checkpoint.preprocess).to(device), device, precision)
+        preprocess = Preprocess(checkpoint.preprocess).to(device)
+        return cls(model, preprocess, device, precision, checkpoint.temperature)
 
     @torch.inference_mode()
     def probabilities(
@@ -118,22 +135,34 @@ class Classifier:
         ``tta``: average each image's probabilities with its mirror image's. ``batch_size``: images per
         forward pass (None: all at once). The model is put in eval mode (no dropout).
         """
-        self.model.eval()
-        images = torch.as_tensor(images)
-        out = [self._forward(chunk, tta) for chunk in _chunks(images, batch_size)]
+        views = (False, True) if tta else (False,)
+        out = [
+            to_probabilities(self._logits(chunk, views), self.temperature)
+            for chunk in self._batches(images, batch_size)
+        ]
         return torch.cat(out) if out else torch.empty(0, 0)
 
-    def _forward(self, images: torch.Tensor, tta: bool) -> torch.Tensor:
+    @torch.inference_mode()
+    def logits(
+        self, images: torch.Tensor | np.ndarray, *, mirrored: bool = False, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """The raw logits (N, C) of the images (or of their mirror images), float32 on the CPU.
+
+        For fitting a temperature, and for metrics at several temperatures from one pass (``to_probabilities``).
+        """
+        out = [self._logits(chunk, (mirrored,))[0] for chunk in self._batches(images, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, 0)
+
+    def _batches(self, images: torch.Tensor | np.ndarray, size: int | None) -> Iterator[torch.Tensor]:
+        self.model.eval()
+        images = torch.as_tensor(images)
+        step = size or max(1, len(images))
+        for start in range(0, len(images), step):
+            yield images[start : start + step]
+
+    def _logits(self, images: torch.Tensor, views: tuple[bool, ...]) -> list[torch.Tensor]:
+        """float32 logits (B, C) on the CPU for each view (False: as is, True: mirrored)."""
         x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
         x = x.contiguous(memory_format=self.layout)  # a no-op when it is already so
         with autocast(self.device, self.dtype):
-            probs = self.model(x).float().softmax(dim=1)  # (B, C)
-            if tta:
-                probs = (probs + self.model(x.flip(3)).float().softmax(dim=1)) / 2
-        return probs.cpu()
-
-
-def _chunks(images: torch.Tensor, size: int | None) -> Iterator[torch.Tensor]:
-    step = size or max(1, len(images))
-    for start in range(0, len(images), step):
-        yield images[start : start + step]
+            return [self.model(x.flip(3) if mirrored else x).float().cpu() for mirrored in views]

@@ -1,9 +1,12 @@
-"""Test metrics from a checkpoint: ``alexnet-evaluate --checkpoint F --data-dir D --device D``.
+"""Test metrics from a checkpoint: ``alexnet-evaluate --checkpoint F --data-dir D --device D [--calibrate]``.
 
-It rebuilds the network and its preprocessing from the checkpoint alone (``models.load_checkpoint``),
-reads the test split at the checkpoint's source size, runs it through the one inference pass
-(``models.Classifier``, as the service does), and rewrites metrics.json, confusion_matrix.png,
-per_class_accuracy.png and training_curves.png beside the checkpoint (or in ``--output-dir``).
+It rebuilds the network, its preprocessing and its temperature from the checkpoint alone
+(``models.load_checkpoint``), reads the test split at the checkpoint's source size, runs it through the one
+inference pass (``models.Classifier``, as the service does), and rewrites metrics.json and the pictures
+(confusion matrix, per-class accuracy, training curves, reliability diagram) beside the checkpoint (or in
+``--output-dir``). ``--calibrate`` fits the temperature on the checkpoint's own validation split (held out
+from train again from its recorded seed and sizes) and writes it into the checkpoint: the way to calibrate
+a checkpoint trained before calibration existed.
 """
 
 from __future__ import annotations
@@ -15,15 +18,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from models import DEFAULT_CHECKPOINT, CheckpointError, Classifier, DeviceError, load_checkpoint, resolve_device
+from models import (
+    DEFAULT_CHECKPOINT,
+    Checkpoint,
+    CheckpointError,
+    Classifier,
+    DeviceError,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from models.inference import DEVICE_NAMES, PRECISIONS
 from training.config import DATA_DIR_ENV, default_data_dir
 from training.data import read_sources
-from training.dataset import DataError
+from training.dataset import DataError, Split, hold_out
+from training.distributed import World
+from training.evaluation import fit_calibration, test_metrics
 from training.logs import configure_logging
-from training.metrics import confusion_matrix, nll_sum, summarize
 from training.report import write_report
 
 log = logging.getLogger(__name__)
@@ -31,24 +42,29 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(
     checkpoint: Path, data_dir: str, device_name: str = "auto", batch_size: int = 256, tta: bool | None = None,
-    output_dir: Path | None = None, download: bool = False, precision: str = "auto",
+    output_dir: Path | None = None, download: bool = False, precision: str = "auto", calibrate: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Recompute the test metrics of a checkpoint and write the report; returns the metrics."""
+    """Recompute the test metrics of a checkpoint (and, with ``calibrate``, its temperature); write the report."""
     ckpt = load_checkpoint(checkpoint)
-    _, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=False)
+    train, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=calibrate)
     if tuple(classes) != ckpt.classes:
         raise DataError(f"{data_dir}: classes {list(classes)} are not the checkpoint's {list(ckpt.classes)}")
-    classifier = Classifier.from_checkpoint(ckpt, resolve_device(device_name), precision)
+    device = resolve_device(device_name)
+    classifier = Classifier.from_checkpoint(ckpt, device, precision)
+    calibration = (
+        fit_calibration(classifier, validation_split(ckpt, train), batch_size) if calibrate else ckpt.calibration
+    )
+    if not calibration.get("temperature"):
+        log.warning("%s is not calibrated (temperature 1): alexnet-evaluate --calibrate fits one", checkpoint)
     tta = ckpt.config.get("tta", False) if tta is None else tta
-    images, labels = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    probs = classifier.probabilities(images, tta=tta, batch_size=batch_size)  # (N, C)
-    confusion = confusion_matrix(labels, probs.argmax(dim=1), len(classes))
-    metrics = {**ckpt.metrics, **summarize(confusion, classes), "tta": tta, "test_source": source}
-    # The service classifies one view (no mirror): what it will deliver, beside the TTA number.
-    single = classifier.probabilities(images, batch_size=batch_size) if tta else probs
-    metrics["test_accuracy_single_view"] = float((single.argmax(dim=1) == labels).double().mean())
-    metrics.update(config=ckpt.config, weights_sha256=ckpt.weights_sha256)
-    metrics["test_loss"] = float(nll_sum(probs, labels)) / max(len(labels), 1)
+    tested = test_metrics(classifier, test, classes, World(device), calibration, tta, batch_size)
+    metrics = {**ckpt.metrics, **tested, "test_source": source, "config": ckpt.config,
+               "weights_sha256": ckpt.weights_sha256}  # fmt: skip
+    if calibrate:
+        kept = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
+        save_checkpoint(checkpoint, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
+                        preprocess=ckpt.preprocess, config=ckpt.config, metrics=metrics, calibration=kept)  # fmt: skip
+        log.info("wrote temperature %.3f into %s (weights unchanged)", kept["temperature"], checkpoint)
     written = write_report(output_dir or checkpoint.parent, metrics, classes)
     log.info(
         "test accuracy %.2f%% on %d images; wrote %s",
@@ -57,6 +73,15 @@ def evaluate_checkpoint(
         ", ".join(map(str, written)),
     )
     return metrics
+
+
+def validation_split(ckpt: Checkpoint, train: Split) -> Split:
+    """The validation split the checkpoint's training run held out, from its recorded sizes and seed."""
+    config = ckpt.config
+    if not config.get("val_size") or "seed" not in config:
+        raise DataError("the checkpoint records no validation split (val_size and seed): cannot calibrate it")
+    _, val = hold_out(train, int(config["val_size"]), config.get("train_subset"), int(config["seed"]))
+    return val
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=False, help="fetch CIFAR-10 if absent"
     )
+    parser.add_argument(
+        "--calibrate", action="store_true",
+        help="fit the temperature on the checkpoint's validation split and write it into the checkpoint",
+    )  # fmt: skip
     return parser
 
 
@@ -87,7 +116,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     configure_logging()
     try:
         evaluate_checkpoint(args.checkpoint, args.data_dir or default_data_dir(), args.device, args.batch_size,
-                            args.tta, args.output_dir, args.download, args.precision)  # fmt: skip
+                            args.tta, args.output_dir, args.download, args.precision, args.calibrate)  # fmt: skip
     except (CheckpointError, DataError, DeviceError) as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -21,6 +21,7 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 PER_CLASS_FILE = "per_class_accuracy.png"
+RELIABILITY_FILE = "reliability_diagram.png"
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
@@ -76,6 +77,32 @@ def plot_per_class(per_class: dict[str, float], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
+    """Accuracy against confidence per bin, before and after temperature scaling, with the image counts."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    temperature = calibration.get("temperature", 1.0)
+    panels = (("bins_before", "ece_before", "before (temperature 1)"),
+              ("bins_after", "ece_after", f"after (temperature {temperature:.2f})"))  # fmt: skip
+    for ax, (bins_key, ece_key, title) in zip(axes, panels, strict=True):
+        bins = [b for b in calibration[bins_key] if b["images"]]
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        width = bins[0]["high"] - bins[0]["low"] if bins else 1 / 15
+        ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.95, color="tab:blue", label="accuracy")
+        gap_low = [min(b["accuracy"], b["confidence"]) for b in bins]  # the gap runs from one to the other
+        gap = [abs(b["confidence"] - b["accuracy"]) for b in bins]
+        ax.bar(centres, gap, bottom=gap_low, width=width * 0.95, color="tab:red", alpha=0.45,
+               label="gap to the mean confidence")  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-class probability)",
+               title=f"{title}: ECE {100 * calibration['test_' + ece_key]:.2f}%")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle("reliability on the test split (single view, as served; 15 equal bins)")
+    fig.savefig(path, dpi=100)
+
+
 def write_report(out_dir: Path, metrics: dict[str, Any], classes: Sequence[str]) -> list[Path]:
     """metrics.json and the three pictures; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,4 +114,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], classes: Sequence[str])
     if metrics.get("history"):
         written.append(out_dir / CURVES_FILE)
         plot_curves(metrics["history"], written[-1])
+    if metrics.get("calibration", {}).get("bins_after"):
+        written.append(out_dir / RELIABILITY_FILE)
+        plot_reliability(metrics["calibration"], written[-1])
     return written

@@ -38,12 +38,12 @@ from training import distributed
 from training.augment import AugmentSpec, augment
 from training.config import TrainConfig, parse_args
 from training.data import load_dataset
-from training.dataset import DataError, Dataset, Split
+from training.dataset import DataError, Dataset
 from training.distributed import World
 from training.ema import EMA
+from training.evaluation import SplitMetrics, fit_calibration, score_split, test_metrics
 from training.init import init_weights
 from training.logs import configure_logging
-from training.metrics import confusion_matrix, nll_sum, summarize
 from training.report import write_report
 from training.state import StateError, load_state, save_state, set_rng_state, state_path
 
@@ -154,29 +154,12 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
             "images_per_second": count / seconds, "seconds": seconds}  # fmt: skip
 
 
-def evaluate(
-    run: Run, split: Split | tuple[torch.Tensor, torch.Tensor], num_classes: int, tta: bool | None = None
-) -> dict[str, Any]:
-    """Loss and confusion matrix of the evaluated weights (EMA when used) over all ranks' strides of a split.
-
-    ``tta`` defaults to the config's; False gives the single view the service computes.
-    """
-    if isinstance(split, Split):
-        split = (torch.from_numpy(split.images), torch.from_numpy(split.labels))
-    images, labels = split
-    world = run.world
-    mine = slice(world.rank, None, world.size)
-    tta = run.config.tta if tta is None else tta
-    classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
-    probs = classifier.probabilities(images[mine], tta=tta, batch_size=run.config.batch_size)  # (n, C)
-    mine_labels = labels[mine].cpu()
-    confusion = confusion_matrix(mine_labels, probs.argmax(dim=1), num_classes).to(world.device)
-    nll = nll_sum(probs, mine_labels)
-    totals = torch.cat([confusion.flatten().double(), nll.double().view(1).to(world.device)])
-    distributed.all_sum(totals, world)
-    confusion = totals[:-1].round().long().view(num_classes, num_classes).cpu()
-    count = max(int(confusion.sum()), 1)
-    return {"loss": float(totals[-1]) / count, "accuracy": float(confusion.trace()) / count, "confusion": confusion}
+def validate(run: Run, val: tuple[torch.Tensor, torch.Tensor], num_classes: int) -> SplitMetrics:
+    """The evaluated weights (EMA when used) on the validation split, over all ranks; flip TTA per the config."""
+    classifier = Classifier(run.eval_model, run.preprocess, run.world.device)  # the pass the service runs
+    (metrics,) = score_split(classifier, *val, num_classes, run.world, tta=run.config.tta,
+                             batch_size=run.config.batch_size)  # fmt: skip
+    return metrics
 
 
 def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
@@ -263,8 +246,8 @@ def fit(run: Run, dataset: Dataset, on_epoch_end: Callable[[int], None] | None) 
         entry = {"epoch": epoch + 1, **train_one_epoch(run, images, labels, epoch)}
         train_seconds += entry["seconds"]
         if len(dataset.val):
-            result = evaluate(run, val, len(dataset.classes))
-            entry.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            result = validate(run, val, len(dataset.classes))
+            entry.update(val_loss=result.loss, val_accuracy=result.accuracy)
         history.append(entry)
         if world.is_main:
             log_epoch(entry, config.epochs)
@@ -304,18 +287,19 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
                             "%d epochs will take hours (see --train-subset, --epochs)", config.input_size,
                             len(dataset.train), config.epochs)  # fmt: skip
         history, train_seconds = fit(run, dataset, on_epoch_end)
-        test = evaluate(run, dataset.test, len(dataset.classes))
-        # The service classifies one view (no mirror): report what it will deliver beside the TTA number.
-        single = evaluate(run, dataset.test, len(dataset.classes), tta=False) if config.tta else test
+        classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
+        calibration = fit_calibration(classifier, dataset.val, config.batch_size)
+        tested = test_metrics(
+            classifier, dataset.test, dataset.classes, world, calibration, config.tta, config.batch_size
+        )
         metrics = {
-            **summarize(test["confusion"], dataset.classes), "test_loss": test["loss"],
-            "test_accuracy_single_view": single["accuracy"],
+            **tested,
             "val_accuracy": history[-1].get("val_accuracy") if history else None,
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started,
             "images_per_second": sum(h["images_per_second"] * h["seconds"] for h in history) / max(train_seconds, 1e-9),
             "train_images": len(dataset.train), "val_images": len(dataset.val), "data": dataset.source,
             "device": str(world.device), "world_size": world.size, "batch_size": run.batch_size,
-            "weights": "ema" if run.ema else "final", "tta": config.tta, "history": history,
+            "weights": "ema" if run.ema else "final", "history": history,
         }  # fmt: skip
         if world.is_main:
             finish(run, dataset, metrics)
@@ -328,14 +312,20 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
 def finish(run: Run, dataset: Dataset, metrics: dict[str, Any]) -> None:
     """Write the checkpoint (EMA weights when used, unwrapped module) and the report beside it."""
     output = Path(run.config.output)
+    calibration = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
     sha = save_checkpoint(
         output, run.eval_model, model_args={"num_classes": len(dataset.classes), "dropout": run.config.dropout},
         classes=dataset.classes, preprocess=run.preprocess.spec, config=run.config.to_dict(), metrics=metrics,
+        calibration=calibration,
     )  # fmt: skip
     write_report(output.parent, {**metrics, "config": run.config.to_dict(), "weights_sha256": sha}, dataset.classes)
     log.info("test accuracy %.2f%% (%d images; %.2f%% without flip TTA, as served); checkpoint %s (sha256 %s…)",
              100 * metrics["test_accuracy"], metrics["test_images"], 100 * metrics["test_accuracy_single_view"],
              output, sha[:12])  # fmt: skip
+    if "temperature" in calibration:
+        log.info("calibration: temperature %.3f; test ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f (15 bins, single view)",
+                 calibration["temperature"], 100 * calibration["test_ece_before"], 100 * calibration["test_ece_after"],
+                 calibration["test_nll_before"], calibration["test_nll_after"])  # fmt: skip
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

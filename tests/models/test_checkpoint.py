@@ -98,12 +98,14 @@ def test_foreign_safetensors_file(tmp_path: Path) -> None:
         load_checkpoint(foreign)
 
 
-def rewrite_metadata(source: Path, target: Path, **changes: str) -> None:
-    """Copy a checkpoint with some metadata values replaced (the header is JSON after an 8-byte length)."""
+def rewrite_metadata(source: Path, target: Path, drop: tuple[str, ...] = (), **changes: str) -> None:
+    """Copy a checkpoint with some metadata values replaced or dropped (the header is JSON after an 8-byte length)."""
     data = source.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + length])
     header["__metadata__"].update(changes)
+    for key in drop:
+        del header["__metadata__"][key]
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
     target.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
@@ -112,7 +114,9 @@ def rewrite_metadata(source: Path, target: Path, **changes: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"format_version": "99"}, "format version 99 is not supported"),
+        ({"format_version": "99"}, "format version 99 is not supported \\(this code reads 1 and 2\\)"),
+        ({"calibration": json.dumps({"temperature": 0})}, "calibration temperature 0 is not a positive number"),
+        ({"calibration": json.dumps({"temperature": "hot"})}, "calibration temperature 'hot' is not a positive"),
         ({"classes": json.dumps(["cat", "dog"])}, "2 class names for 10 model outputs"),
         ({"model_args": "{not json"}, "metadata is malformed"),
         ({"model_args": json.dumps({"num_classes": 10, "width": 3})}, "model_args do not fit"),
@@ -140,3 +144,19 @@ def test_weights_of_another_shape(tmp_path: Path) -> None:
     save_file(state, path, metadata=meta)
     with pytest.raises(CheckpointError, match=r"classifier.6.weight has shape \(10, 10\)"):
         load_checkpoint(path)
+
+
+def test_a_version_1_checkpoint_loads_uncalibrated(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    old = tmp_path / "v1.safetensors"
+    rewrite_metadata(tiny_checkpoint, old, drop=("calibration",), format_version="1")
+    ckpt = load_checkpoint(old)
+    assert (ckpt.format_version, ckpt.calibration, ckpt.temperature) == (1, {}, 1.0)
+
+
+def test_the_calibration_travels_in_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "calibrated.safetensors"
+    calibration = {"temperature": 2.5, "fitted_on": "validation split (100 images)"}
+    save_checkpoint(path, AlexNet(num_classes=10), model_args={"num_classes": 10}, classes=CIFAR10_CLASSES,
+                    preprocess=PreprocessSpec(), calibration=calibration)  # fmt: skip
+    ckpt = load_checkpoint(path)
+    assert ckpt.calibration == calibration and ckpt.temperature == 2.5 and ckpt.format_version == 2

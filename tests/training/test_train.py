@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from models import CIFAR10_MEAN, load_checkpoint
+from models import CIFAR10_MEAN, load_checkpoint, save_checkpoint
 from tests.helpers import TEST_INPUT_SIZE
 from tests.training.helpers import CLASSES, tiny_config
 from training import evaluate as evaluate_module
 from training.config import TrainConfig
-from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE
+from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
 from training.state import StateError, load_state, state_path
 from training.train import cli, main
 
@@ -58,7 +58,7 @@ def test_checkpoint_loads_and_describes_the_run(trained: tuple[TrainConfig, dict
 def test_report_and_state_are_written_beside_the_checkpoint(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
     config, metrics = trained
     folder = Path(config.output).parent
-    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE):
+    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE, RELIABILITY_FILE):
         assert (folder / name).read_bytes().startswith(PNG_MAGIC)
     saved = json.loads((folder / METRICS_FILE).read_text())
     assert saved["test_accuracy"] == metrics["test_accuracy"]
@@ -83,13 +83,49 @@ def test_evaluate_cli_recomputes_the_same_metrics(trained: tuple[TrainConfig, di
     evaluate_module.cli(["--checkpoint", config.output, "--data-dir", config.data_dir, "--device", "cpu",
                          "--output-dir", str(tmp_path)])  # fmt: skip
     recomputed = json.loads((tmp_path / METRICS_FILE).read_text())
+    got, want = recomputed["calibration"], metrics["calibration"]
+    assert got["temperature"] == want["temperature"]  # the checkpoint's temperature, and the same numbers from it
+    for key in ("test_ece_before", "test_ece_after", "test_nll_before", "test_nll_after"):
+        assert got[key] == pytest.approx(want[key], abs=1e-5), key  # NCHW in training, channels_last here
     assert recomputed["test_accuracy"] == metrics["test_accuracy"]
     assert recomputed["test_accuracy_single_view"] == metrics["test_accuracy_single_view"]
     assert recomputed["confusion_matrix"] == metrics["confusion_matrix"]
     assert recomputed["tta"] is True  # as trained
     assert recomputed["config"] == config.to_dict()
-    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE):
+    for name in (CONFUSION_FILE, PER_CLASS_FILE, CURVES_FILE, RELIABILITY_FILE):
         assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_run_is_calibrated_on_its_validation_split(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    config, metrics = trained
+    calibration = load_checkpoint(config.output).calibration
+    assert calibration["temperature"] == metrics["calibration"]["temperature"] > 0
+    assert calibration["fitted_on"] == "validation split (32 images held out from train)"
+    assert calibration["val_nll_after"] <= calibration["val_nll_before"]  # the fit minimises the validation NLL
+    assert len(metrics["calibration"]["bins_after"]) == 15 and "bins_after" not in calibration
+
+
+def test_evaluate_calibrates_a_checkpoint_from_before_calibration(
+    trained: tuple[TrainConfig, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A version-1 checkpoint: --calibrate holds out the same validation split again and fits the same number."""
+    config, metrics = trained
+    old = tmp_path / "old.safetensors"
+    ckpt = load_checkpoint(config.output)
+    save_checkpoint(
+        old,
+        ckpt.build_model(),
+        model_args=ckpt.model_args,
+        classes=ckpt.classes,
+        preprocess=ckpt.preprocess,
+        config=ckpt.config,
+    )  # no calibration: temperature 1
+    assert load_checkpoint(old).temperature == 1.0
+    evaluate_module.cli(["--checkpoint", str(old), "--data-dir", config.data_dir, "--device", "cpu", "--calibrate",
+                         "--output-dir", str(tmp_path / "report")])  # fmt: skip
+    calibrated = load_checkpoint(old)
+    assert calibrated.temperature == pytest.approx(metrics["calibration"]["temperature"], rel=1e-6)
+    assert calibrated.weights_sha256 == ckpt.weights_sha256  # the weights are untouched
 
 
 def test_evaluate_cli_reports_a_broken_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
