@@ -96,12 +96,13 @@ def predict(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (ALEXNET_CHECKPOINT)")
     parser.add_argument("--device", help=f"{DEVICE_NAMES} (ALEXNET_DEVICE)")
     parser.add_argument("--top-k", type=int, help="classes listed per image (ALEXNET_TOP_K)")
+    parser.add_argument("--ood-threshold", type=float, help="abstention threshold (ALEXNET_OOD_THRESHOLD)")
     parser.add_argument("--precision", help=f"{', '.join(PRECISIONS)} (ALEXNET_PRECISION)")
     args = parser.parse_args(argv)
     settings = _settings(parser, {k: v for k, v in vars(args).items() if v is not None and k != "images"})
     configure_logging("warning")
     try:
-        predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision)
+        predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision, settings.ood_threshold)
     except (CheckpointError, DeviceError) as exc:
         parser.exit(1, f"alexnet-predict: {exc}\n")
     uploads, images = [], []
@@ -115,9 +116,9 @@ def predict(argv: list[str] | None = None) -> None:
         except ServiceError as exc:
             parser.exit(1, f"alexnet-predict: {exc.detail}\n")
         uploads.append(upload)
-    probabilities = predictor.probabilities(np.stack(images))  # (n, classes): one pass, as the service runs it
+    rows = predictor.outputs(np.stack(images))  # (n,) probabilities and scores: one pass, as the service runs it
     k = min(settings.top_k, len(predictor.classes))
-    response = PredictResponse.build([u.filename for u in uploads], probabilities, predictor.info, k)
+    response = PredictResponse.build([u.filename for u in uploads], rows, predictor.info, k)
     sys.stdout.write(response.model_dump_json(indent=2) + "\n")
 
 

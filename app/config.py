@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * MiB, ge=1, description="bytes per request body")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="pixels (width x height) per image, from its header")
     top_k: int = Field(5, ge=1, description="classes listed per image unless the request asks (?top_k=)")
+    ood_threshold: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="abstention threshold instead of the checkpoint's (unset: the checkpoint's)",
+    )
     decode_threads: int = Field(default_factory=_default_decode_threads, ge=1, description="threads decoding uploads")
     model_workers: int = Field(
         0, ge=0, le=64, description="forward passes run at once; 0: auto (2 on a CPU with 2+ cores, else 1)"

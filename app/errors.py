@@ -41,6 +41,12 @@ class PayloadTooLarge(ServiceError):
     status_code = 413
 
 
+class NotFound(ServiceError):
+    """404: what was asked for does not exist here (the report page of the loaded weights)."""
+
+    status_code = 404
+
+
 class UnsupportedMedia(ServiceError):
     """415: a file that is not a supported image, or a body that is not multipart/form-data."""
 

@@ -33,7 +33,7 @@ from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.metrics import Metrics, RequestMetrics
 from app.predictor import Predictor, warmup_sizes
-from app.routes import health, metrics, predict
+from app.routes import health, metrics, model, predict
 from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(model.router)
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
     app.add_middleware(QuietStartupFailure)
@@ -90,7 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
     largest = settings.pass_size(predictor.device.type) if settings.batching else settings.max_files
     state.batcher = Batcher(
-        predictor.probabilities,
+        predictor.outputs,
         model_pool,
         max_batch_size=largest,
         max_wait_s=settings.max_wait_ms / 1000,
@@ -129,7 +130,7 @@ def model_threads(settings: Settings, device: torch.device) -> tuple[int, int]:
 def _load(settings: Settings, metrics: Metrics) -> Predictor:
     start = perf_counter()
     try:
-        predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision)
+        predictor = Predictor.load(settings.checkpoint, settings.device, settings.precision, settings.ood_threshold)
     except (CheckpointError, DeviceError, RuntimeError) as exc:  # RuntimeError: CUDA failing to start
         logger.error("cannot start: %s", exc)
         raise StartupError(str(exc)) from None

@@ -1,8 +1,10 @@
 """A checkpoint loaded for serving: the one inference pass (``models.Classifier``) on its device, warm-up,
 and what every answer says about the model.
 
-uint8 images (N, S, S, 3), as uploads are decoded -> ``Classifier.probabilities`` -> (N, classes) float32.
-The batcher calls ``probabilities`` on the images of a pass; ``alexnet-predict`` calls it on its files.
+uint8 images (N, S, S, 3), as uploads are decoded -> ``outputs``: one row per image with its calibrated
+class probabilities and its out-of-distribution score (NaN when the checkpoint has no abstention rule), as
+a numpy structured array, so the batcher still moves one array. The batcher calls ``outputs`` on the images
+of a pass; ``alexnet-predict`` calls it on its files.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.schemas import ModelInfo
+from app.schemas import AbstentionInfo, ModelInfo
 from models import Checkpoint, Classifier, load_checkpoint, resolve_device
+from models.checkpoint import load_report
+from models.inference import to_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +29,23 @@ MODEL_NAME = "alexnet"
 class Predictor:
     """The network, its preprocessing and its class names, on one device. Several threads may call it at once."""
 
-    def __init__(self, checkpoint: Checkpoint, device: torch.device, *, source: str = "", precision: str = "auto"):
+    def __init__(
+        self, checkpoint: Checkpoint, device: torch.device, *, source: str = "", precision: str = "auto",
+        threshold: float | None = None,
+    ) -> None:  # fmt: skip
+        """``threshold``: replaces the checkpoint's abstention threshold (the ALEXNET_OOD_THRESHOLD setting)."""
         self.classifier = Classifier.from_checkpoint(checkpoint, device, precision)
         self.device = device
         self.classes = checkpoint.classes
         self.source_size = checkpoint.preprocess.source_size
+        self.abstention = checkpoint.abstention_rule()
+        self.rows = np.dtype([("probabilities", np.float32, (len(self.classes),)), ("score", np.float32)])
+        rule = None
+        if self.abstention is not None:
+            rule = AbstentionInfo(score=self.abstention.score, threshold=self.abstention.threshold,
+                                  target=checkpoint.abstention.get("target", ""))  # fmt: skip
+            if threshold is not None:
+                rule = rule.model_copy(update={"threshold": threshold, "target": "set by ALEXNET_OOD_THRESHOLD"})
         self.info = ModelInfo(
             name=MODEL_NAME,
             checkpoint=source,
@@ -38,30 +54,55 @@ class Predictor:
             input_size=checkpoint.preprocess.input_size,
             temperature=checkpoint.temperature,
             calibrated="temperature" in checkpoint.calibration,
+            abstention=rule,
         )
         if not self.info.calibrated:
             logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
                            "alexnet-evaluate --calibrate fits a temperature", source or "the checkpoint")  # fmt: skip
 
+        if rule is None:
+            logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)",
+                           source or "the checkpoint")  # fmt: skip
+        # What GET /model.json tells: the checkpoint's own description of itself.
+        self.metadata = {
+            "model": self.info.model_dump(mode="json"), "format_version": checkpoint.format_version,
+            "model_args": checkpoint.model_args, "preprocess": checkpoint.preprocess.to_dict(),
+            "calibration": checkpoint.calibration, "abstention": checkpoint.abstention,
+            "config": checkpoint.config, "metrics": checkpoint.metrics,
+        }  # fmt: skip
+        self.report: str | None = None  # report.html beside the checkpoint, when it is these weights' page
+
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", precision: str = "auto") -> Predictor:
+    def load(
+        cls, path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None
+    ) -> Predictor:
         """Read and check a checkpoint (CheckpointError names the file) and place it on the device.
 
         A malformed or absent device raises ``models.DeviceError``.
         """
         checkpoint = load_checkpoint(path)
-        return cls(checkpoint, resolve_device(device), source=Path(path).name, precision=precision)
+        predictor = cls(checkpoint, resolve_device(device), source=Path(path).name, precision=precision,
+                        threshold=threshold)  # fmt: skip
+        predictor.report = load_report(path, checkpoint.weights_sha256)
+        return predictor
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """uint8 images (N, S, S, 3) -> class probabilities (N, num_classes), float32."""
+    def outputs(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (N, S, S, 3) -> (N,) rows of ``probabilities`` (classes,) float32 and ``score`` float32."""
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, 3, S, S): a view, no copy
-        return self.classifier.probabilities(batch).numpy()
+        temperature, rows = self.classifier.temperature, np.empty(len(images), dtype=self.rows)
+        if self.abstention is not None and self.abstention.needs_features:
+            logits, features = self.classifier.logits_and_features(batch)  # (N, C), (N, D)
+        else:
+            logits, features = self.classifier.logits(batch), None
+        rows["probabilities"] = to_probabilities([logits], temperature).numpy()
+        rows["score"] = self.abstention.scores(logits, features, temperature).numpy() if self.abstention else np.nan
+        return rows
 
     def warm_up(self, batch_sizes: list[int]) -> float:
         """Run each batch size once (allocator, kernel choices, lazy init) so real requests don't pay for it."""
         start = time.perf_counter()
         for size in batch_sizes:
-            self.probabilities(np.zeros((size, self.source_size, self.source_size, 3), dtype=np.uint8))
+            self.outputs(np.zeros((size, self.source_size, self.source_size, 3), dtype=np.uint8))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start

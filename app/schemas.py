@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import CIFAR10_CLASSES, DEFAULT_CHECKPOINT, INPUT_SIZE
+from models.abstention import SCORES
 
 PROBABILITY_DECIMALS = 6  # float32 sums vary ~1e-7 with the batch an image ran in; nobody needs more
 Status = Literal["starting", "warming_up", "ready", "stopping", "failed"]
@@ -27,6 +28,11 @@ EXAMPLE_MODEL = {
     "input_size": INPUT_SIZE,
     "temperature": 1.42,
     "calibrated": True,
+    "abstention": {
+        "score": "mahalanobis",
+        "threshold": -1520.5,
+        "target": "at most 5% of the correctly classified validation images flagged",
+    },
 }
 
 
@@ -38,9 +44,22 @@ class ClassProbability(BaseModel):
 
 class ImagePrediction(BaseModel):
     filename: str = Field(description="the uploaded file's name, as sent")
-    label: str = Field(description="the most probable class")
+    label: str = Field(description="the most probable class (always one of the model's classes)")
     probability: float = Field(ge=0, le=1, description="its probability")
+    confident: bool | None = Field(
+        description="false: the image looks unlike the training data (maybe none of these classes): do not trust "
+        "the label; true: it passed the model's abstention threshold; null: the model has no abstention rule"
+    )
+    ood_score: float | None = Field(
+        description="the abstention score: higher means more like the training data; compared with the threshold"
+    )
     top_k: list[ClassProbability] = Field(description="the k most probable classes, most probable first")
+
+
+class AbstentionInfo(BaseModel):
+    score: Literal[SCORES] = Field(description="msp, energy or mahalanobis (see docs/quality.md)")  # type: ignore[valid-type]
+    threshold: float = Field(description="a score under this flags the prediction (confident: false)")
+    target: str = Field(description="how the threshold was chosen")
 
 
 class ModelInfo(BaseModel):
@@ -53,6 +72,7 @@ class ModelInfo(BaseModel):
         description="the logits are divided by this before the softmax (fitted on the validation split; 1: not)"
     )
     calibrated: bool = Field(description="whether a temperature was fitted, so that probabilities mean what they say")
+    abstention: AbstentionInfo | None = Field(description="how predictions are flagged; null: they are not")
 
 
 class PredictResponse(BaseModel):
@@ -67,6 +87,8 @@ class PredictResponse(BaseModel):
                             "filename": "cat.jpg",
                             "label": "cat",
                             "probability": 0.913002,
+                            "confident": True,
+                            "ood_score": -1204.7,
                             "top_k": [
                                 {"label": "cat", "index": 3, "probability": 0.913002},
                                 {"label": "dog", "index": 5, "probability": 0.061437},
@@ -85,20 +107,25 @@ class PredictResponse(BaseModel):
 
     @classmethod
     def build(
-        cls, filenames: Sequence[str], probabilities: np.ndarray, model: ModelInfo, top_k: int
+        cls, filenames: Sequence[str], rows: np.ndarray, model: ModelInfo, top_k: int, threshold: float | None = None
     ) -> PredictResponse:
-        """One prediction per file from its row of class probabilities (n, C), with the ``top_k`` best classes."""
+        """One prediction per file from its row of the pass (probabilities and score), with the ``top_k`` best
+        classes and the verdict at ``threshold`` (default: the model's)."""
+        probabilities = rows["probabilities"]  # (n, C)
         best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (n, k), most probable first
         rounded = np.round(np.take_along_axis(probabilities, best, axis=1).astype(np.float64), PROBABILITY_DECIMALS)
+        rule = model.abstention
+        limit = threshold if threshold is not None else rule.threshold if rule else None
+        scores = rows["score"].astype(np.float64).round(PROBABILITY_DECIMALS).tolist()
         predictions = []
-        for name, indices, values in zip(filenames, best.tolist(), rounded.tolist(), strict=True):
-            top = [
-                ClassProbability(label=model.classes[i], index=i, probability=p)
-                for i, p in zip(indices, values, strict=True)
-            ]
-            predictions.append(
-                ImagePrediction(filename=name, label=top[0].label, probability=top[0].probability, top_k=top)
-            )
+        for name, indices, values, score in zip(filenames, best.tolist(), rounded.tolist(), scores, strict=True):
+            pairs = zip(indices, values, strict=True)
+            top = [ClassProbability(label=model.classes[i], index=i, probability=p) for i, p in pairs]
+            verdict = None if limit is None else score >= limit
+            predictions.append(ImagePrediction(
+                filename=name, label=top[0].label, probability=top[0].probability, top_k=top, confident=verdict,
+                ood_score=None if rule is None else score,
+            ))  # fmt: skip
         return cls(predictions=predictions, model=model)
 
 

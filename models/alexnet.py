@@ -43,5 +43,13 @@ class AlexNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))  # (N, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features: everything but the last linear layer (feature-space OOD scores use them)."""
         x = self.avgpool(self.features(x))  # (N, 256, 6, 6)
-        return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
+        return self.classifier[:-1](torch.flatten(x, 1))  # (N, 4096)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, 4096) -> logits (N, num_classes): the last linear layer."""
+        return self.classifier[-1](features)

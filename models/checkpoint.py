@@ -5,8 +5,10 @@ elsewhere cannot run code. One loader serves evaluation and the service.
 
 Metadata (all strings, JSON where structured): ``format``, ``format_version``, ``model_args``,
 ``classes``, ``preprocess``, ``config``, ``metrics``, ``weights_sha256``; from version 2 also
-``calibration`` (the temperature fitted on the validation split, and how it was fitted). A version 1 file
-loads as uncalibrated: temperature 1.
+``calibration`` (the temperature fitted on the validation split, and how it was fitted) and ``abstention``
+(the out-of-distribution score kept, its threshold, and the sha256 of its fitted tensors, stored beside the
+weights under the prefix ``abstention.``). A version 1 file loads as uncalibrated (temperature 1) and
+without abstention.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from models.abstention import SCORES, TENSOR_PREFIX, Abstention, FeatureGaussian
 from models.alexnet import AlexNet
 from models.files import atomic_write
 from models.transforms import CIFAR10_CLASSES, INPUT_SIZE, PreprocessSpec
 
 # Where the trainer writes and the service reads by default (the Makefile, Dockerfile and compose name it too).
 DEFAULT_CHECKPOINT = "checkpoints/alexnet-cifar10.safetensors"
+# The self-contained report page written beside a checkpoint; it names its weights in a <meta> tag, so that
+# the service serves only the page of the weights it has loaded.
+REPORT_FILE = "report.html"
+REPORT_SHA_META = "alexnet-weights-sha256"
 FORMAT_NAME = "alexnet-service-checkpoint"
 FORMAT_VERSION = 2  # 2: adds ``calibration``
 READABLE_VERSIONS = ("1", "2")
@@ -58,6 +65,15 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)  # empty: never calibrated (temperature 1)
     format_version: int = FORMAT_VERSION
+    abstention: dict[str, Any] = field(default_factory=dict)  # empty: no OOD score fitted
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # the abstention's fitted tensors
+
+    def abstention_rule(self) -> Abstention | None:
+        """The score and threshold that flag a prediction, as fitted for this model; None when none was."""
+        if not self.abstention:
+            return None
+        gaussian = FeatureGaussian.from_tensors(self.extras) if self.abstention["score"] == "mahalanobis" else None
+        return Abstention(self.abstention["score"], float(self.abstention["threshold"]), gaussian)
 
     @property
     def temperature(self) -> float:
@@ -91,12 +107,19 @@ def save_checkpoint(
     config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    abstention: Mapping[str, Any] | None = None,
+    extras: Mapping[str, torch.Tensor] | None = None,
 ) -> str:
     """Write the model's weights and metadata atomically; return the weights' sha256.
 
-    Pass the unwrapped module (not a DDP or compiled wrapper) so the keys are the plain ones.
+    Pass the unwrapped module (not a DDP or compiled wrapper) so the keys are the plain ones. ``extras``: the
+    abstention's tensors, named with ``abstention.``; their checksum goes into the ``abstention`` metadata.
     """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    extra = {k: v.detach().to("cpu").contiguous() for k, v in (extras or {}).items()}
+    if any(not name.startswith(TENSOR_PREFIX) for name in extra):
+        raise ValueError(f"extra tensors must be named {TENSOR_PREFIX}*")
+    abstention = {**abstention, "tensors_sha256": weights_sha256(extra)} if abstention else {}
     if len(classes) != model_args.get("num_classes", len(classes)):
         raise ValueError(f"{len(classes)} class names for a model with {model_args['num_classes']} outputs")
     sha = weights_sha256(state)
@@ -109,9 +132,10 @@ def save_checkpoint(
         "config": json.dumps(dict(config or {}), default=str),
         "metrics": json.dumps(dict(metrics or {})),
         "calibration": json.dumps(dict(calibration or {})),
+        "abstention": json.dumps(abstention),
         "weights_sha256": sha,
     }
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file({**state, **extra}, tmp, metadata=metadata))
     return sha
 
 
@@ -135,6 +159,16 @@ def save_random_checkpoint(
         config={"note": note},
     )
     return Path(path)
+
+
+def load_report(checkpoint: str | os.PathLike[str], weights_sha256: str) -> str | None:
+    """The report page beside a checkpoint when it is the page of these weights; None otherwise."""
+    path = Path(checkpoint).with_name(REPORT_FILE)
+    try:
+        page = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return page if f"<meta name='{REPORT_SHA_META}' content='{weights_sha256}'>" in page else None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -169,6 +203,7 @@ def _check(path: Path, metadata: dict[str, str], state: dict[str, torch.Tensor])
         config = json.loads(metadata.get("config", "{}"))
         metrics = json.loads(metadata.get("metrics", "{}"))
         calibration = json.loads(metadata.get("calibration", "{}"))
+        abstention = json.loads(metadata.get("abstention", "{}"))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(path, f"metadata is malformed ({exc!r})") from exc
     temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
@@ -176,12 +211,37 @@ def _check(path: Path, metadata: dict[str, str], state: dict[str, torch.Tensor])
         raise CheckpointError(path, f"calibration temperature {temperature!r} is not a positive number")
     if model_args.get("num_classes") != len(classes):
         raise CheckpointError(path, f"{len(classes)} class names for {model_args.get('num_classes')} model outputs")
+    extras = {name: state.pop(name) for name in [n for n in state if n.startswith(TENSOR_PREFIX)]}
     actual = weights_sha256(state)
     if actual != metadata["weights_sha256"]:
         raise CheckpointError(path, "weights do not match their sha256: the file is corrupt or was altered")
     _check_fits(path, model_args, state)
+    _check_abstention(path, abstention, extras, len(classes))
     version = int(metadata["format_version"])
-    return Checkpoint(state, model_args, classes, preprocess, actual, config, metrics, calibration, version)
+    return Checkpoint(
+        state, model_args, classes, preprocess, actual, config, metrics, calibration, version, abstention, extras
+    )
+
+
+def _check_abstention(path: Path, abstention: Any, extras: dict[str, torch.Tensor], num_classes: int) -> None:
+    """A known score, a finite threshold, and for mahalanobis its tensors, intact and of matching shapes."""
+    if not abstention and not extras:
+        return
+    if not isinstance(abstention, dict) or abstention.get("score") not in SCORES:
+        raise CheckpointError(path, f"abstention score must be one of {', '.join(SCORES)}")
+    threshold = abstention.get("threshold")
+    if not isinstance(threshold, int | float) or threshold != threshold or abs(threshold) == float("inf"):
+        raise CheckpointError(path, f"abstention threshold {threshold!r} is not a finite number")
+    if weights_sha256(extras) != abstention.get("tensors_sha256"):
+        raise CheckpointError(path, "the abstention's tensors do not match their sha256")
+    if abstention["score"] == "mahalanobis":
+        try:
+            gaussian = FeatureGaussian.from_tensors(extras)
+        except KeyError as exc:
+            raise CheckpointError(path, f"the mahalanobis score lacks its tensor {exc}") from None
+        size = gaussian.precision.shape[0]
+        if gaussian.precision.shape != (size, size) or gaussian.projected_means.shape != (num_classes, size):
+            raise CheckpointError(path, "the mahalanobis tensors do not fit the model")
 
 
 def _check_fits(path: Path, model_args: dict[str, Any], state: dict[str, torch.Tensor]) -> None:

@@ -153,6 +153,24 @@ class Classifier:
         out = [self._logits(chunk, (mirrored,))[0] for chunk in self._batches(images, batch_size)]
         return torch.cat(out) if out else torch.empty(0, 0)
 
+    @torch.inference_mode()
+    def logits_and_features(
+        self, images: torch.Tensor | np.ndarray, *, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw logits (N, C) and penultimate features (N, D) of one view, float32 on the CPU (for OOD scores)."""
+        chunks = [self._logits_and_features(chunk) for chunk in self._batches(images, batch_size)]
+        if not chunks:
+            return torch.empty(0, 0), torch.empty(0, 0)
+        return torch.cat([z for z, _ in chunks]), torch.cat([f for _, f in chunks])
+
+    def _logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
+        x = x.contiguous(memory_format=self.layout)
+        with autocast(self.device, self.dtype):
+            features = self.model.embed(x)  # (B, D)
+            logits = self.model.head(features)  # (B, C)
+        return logits.float().cpu(), features.float().cpu()
+
     def _batches(self, images: torch.Tensor | np.ndarray, size: int | None) -> Iterator[torch.Tensor]:
         self.model.eval()
         images = torch.as_tensor(images)

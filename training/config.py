@@ -112,6 +112,7 @@ class TrainConfig:
     color_jitter: float = option(0.0, "max relative change of brightness, contrast and saturation (0 = off)",
                                  fraction, metavar="X")  # fmt: skip
     tta: bool = option(True, "evaluate on the image and its mirror, averaging probabilities")
+    ood: bool = option(True, "at the end, measure the out-of-distribution scores and fit the abstention threshold")
     # --- run ---
     recipe: str = option("default", "default: the fast, accurate recipe; seed: the guide's recipe "
                          "(Adam 1e-3, batch 64, 5 epochs)", choices=tuple(RECIPES))  # fmt: skip

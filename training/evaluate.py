@@ -4,9 +4,10 @@ It rebuilds the network, its preprocessing and its temperature from the checkpoi
 (``models.load_checkpoint``), reads the test split at the checkpoint's source size, runs it through the one
 inference pass (``models.Classifier``, as the service does), and rewrites metrics.json and the pictures
 (confusion matrix, per-class accuracy, training curves, reliability diagram) beside the checkpoint (or in
-``--output-dir``). ``--calibrate`` fits the temperature on the checkpoint's own validation split (held out
-from train again from its recorded seed and sizes) and writes it into the checkpoint: the way to calibrate
-a checkpoint trained before calibration existed.
+``--output-dir``), with report.html. When the checkpoint records how its validation split was held out, the
+out-of-distribution comparison is recomputed too. ``--calibrate`` fits the temperature and the abstention
+rule on the checkpoint's own validation split (held out from train again from its recorded seed and sizes)
+and writes them into the checkpoint: the way to bring a checkpoint trained before them up to date.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from models import (
     save_checkpoint,
 )
 from models.inference import DEVICE_NAMES, PRECISIONS
+from training.abstention import judge
 from training.config import DATA_DIR_ENV, default_data_dir
 from training.data import read_sources
 from training.dataset import DataError, Split, hold_out
@@ -44,28 +46,43 @@ def evaluate_checkpoint(
     checkpoint: Path, data_dir: str, device_name: str = "auto", batch_size: int = 256, tta: bool | None = None,
     output_dir: Path | None = None, download: bool = False, precision: str = "auto", calibrate: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Recompute the test metrics of a checkpoint (and, with ``calibrate``, its temperature); write the report."""
+    """Recompute a checkpoint's test metrics, calibration and out-of-distribution comparison; write the report.
+
+    The temperature and the abstention rule reported are the checkpoint's; ``calibrate`` fits both again on the
+    checkpoint's own validation split and writes them into the checkpoint (the weights stay as they are).
+    """
     ckpt = load_checkpoint(checkpoint)
-    train, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=calibrate)
+    holds_split = bool(ckpt.config.get("val_size")) and "seed" in ckpt.config
+    if calibrate and not holds_split:
+        raise DataError("the checkpoint records no validation split (val_size and seed): cannot calibrate it")
+    train, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=holds_split)
     if tuple(classes) != ckpt.classes:
         raise DataError(f"{data_dir}: classes {list(classes)} are not the checkpoint's {list(ckpt.classes)}")
     device = resolve_device(device_name)
     classifier = Classifier.from_checkpoint(ckpt, device, precision)
-    calibration = (
-        fit_calibration(classifier, validation_split(ckpt, train), batch_size) if calibrate else ckpt.calibration
-    )
+    splits = {"train": train, "val": validation_split(ckpt, train) if holds_split else train, "test": test}
+    calibration = fit_calibration(classifier, splits["val"], batch_size) if calibrate else ckpt.calibration
     if not calibration.get("temperature"):
         log.warning("%s is not calibrated (temperature 1): alexnet-evaluate --calibrate fits one", checkpoint)
     tta = ckpt.config.get("tta", False) if tta is None else tta
     tested = test_metrics(classifier, test, classes, World(device), calibration, tta, batch_size)
+    rule, extras, compared, hardest = judge(classifier, calibration.get("temperature", 1.0), splits, classes,
+                                            with_ood=holds_split, batch_size=batch_size)  # fmt: skip
+    if not calibrate and compared:  # report the checkpoint's own rule beside the fresh comparison
+        rule, extras = ckpt.abstention, ckpt.extras
+        compared = {**compared, **{k: v for k, v in rule.items() if k in ("score", "threshold", "target")}}
     metrics = {**ckpt.metrics, **tested, "test_source": source, "config": ckpt.config,
                "weights_sha256": ckpt.weights_sha256}  # fmt: skip
+    if compared:
+        metrics["abstention"] = compared
     if calibrate:
         kept = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
         save_checkpoint(checkpoint, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
-                        preprocess=ckpt.preprocess, config=ckpt.config, metrics=metrics, calibration=kept)  # fmt: skip
-        log.info("wrote temperature %.3f into %s (weights unchanged)", kept["temperature"], checkpoint)
-    written = write_report(output_dir or checkpoint.parent, metrics, classes)
+                        preprocess=ckpt.preprocess, config=ckpt.config, metrics=metrics, calibration=kept,
+                        abstention=rule, extras=extras)  # fmt: skip
+        log.info("wrote temperature %.3f and the %s abstention rule into %s (weights unchanged)",
+                 kept["temperature"], rule.get("score", "no"), checkpoint)  # fmt: skip
+    written = write_report(output_dir or checkpoint.parent, metrics, classes, hardest)
     log.info(
         "test accuracy %.2f%% on %d images; wrote %s",
         100 * metrics["test_accuracy"],
@@ -78,8 +95,6 @@ def evaluate_checkpoint(
 def validation_split(ckpt: Checkpoint, train: Split) -> Split:
     """The validation split the checkpoint's training run held out, from its recorded sizes and seed."""
     config = ckpt.config
-    if not config.get("val_size") or "seed" not in config:
-        raise DataError("the checkpoint records no validation split (val_size and seed): cannot calibrate it")
     _, val = hold_out(train, int(config["val_size"]), config.get("train_subset"), int(config["seed"]))
     return val
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from models.files import atomic_write
+from training.html_report import REPORT_FILE, write_html_report
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -103,8 +104,10 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_report(out_dir: Path, metrics: dict[str, Any], classes: Sequence[str]) -> list[Path]:
-    """metrics.json and the three pictures; returns the files written."""
+def write_report(
+    out_dir: Path, metrics: dict[str, Any], classes: Sequence[str], hardest: Sequence[dict[str, Any]] = ()
+) -> list[Path]:
+    """metrics.json, the pictures and report.html (which embeds them and the hardest images); the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / METRICS_FILE, out_dir / CONFUSION_FILE, out_dir / PER_CLASS_FILE]
     text = json.dumps(metrics, indent=2, default=str) + "\n"
@@ -117,4 +120,8 @@ def write_report(out_dir: Path, metrics: dict[str, Any], classes: Sequence[str])
     if metrics.get("calibration", {}).get("bins_after"):
         written.append(out_dir / RELIABILITY_FILE)
         plot_reliability(metrics["calibration"], written[-1])
+    titles = {CURVES_FILE: "Training curves", CONFUSION_FILE: "Confusion matrix", PER_CLASS_FILE: "Accuracy per class",
+              RELIABILITY_FILE: "Reliability before and after calibration"}  # fmt: skip
+    pictures = {titles[path.name]: path for path in written if path.name in titles}
+    written.append(write_html_report(out_dir / REPORT_FILE, metrics, classes, pictures, hardest))
     return written

@@ -20,7 +20,9 @@ from models.files import atomic_write
 STATE_FORMAT = "alexnet-train-state"
 STATE_VERSION = 1
 # Fields that may differ between a run and its resumption; any other difference is refused.
-MAY_CHANGE = frozenset({"resume", "progress", "compile", "download", "data_dir", "decode_workers", "cache", "device"})
+MAY_CHANGE = frozenset(
+    {"resume", "progress", "compile", "download", "data_dir", "decode_workers", "cache", "device", "ood"}
+)
 
 
 class StateError(Exception):

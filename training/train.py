@@ -35,6 +35,7 @@ from models import AlexNet, CheckpointError, Classifier, DeviceError, Preprocess
 from models.inference import autocast
 from models.transforms import UNNORMALIZED
 from training import distributed
+from training.abstention import judge
 from training.augment import AugmentSpec, augment
 from training.config import TrainConfig, parse_args
 from training.data import load_dataset
@@ -301,24 +302,32 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
             "device": str(world.device), "world_size": world.size, "batch_size": run.batch_size,
             "weights": "ema" if run.ema else "final", "history": history,
         }  # fmt: skip
-        if world.is_main:
-            finish(run, dataset, metrics)
+        if world.is_main:  # the OOD comparison and the report's pictures: rank 0 alone, on the whole splits
+            splits = {"train": dataset.train, "val": dataset.val, "test": dataset.test}
+            judged = judge(classifier, calibration.get("temperature", 1.0), splits, dataset.classes, config.ood,
+                           config.batch_size)  # fmt: skip
+            finish(run, dataset, metrics, judged)
         distributed.barrier(world)
         return metrics
     finally:
         distributed.stop(world)
 
 
-def finish(run: Run, dataset: Dataset, metrics: dict[str, Any]) -> None:
-    """Write the checkpoint (EMA weights when used, unwrapped module) and the report beside it."""
+def finish(run: Run, dataset: Dataset, metrics: dict[str, Any], judged: tuple) -> None:
+    """Write the checkpoint (EMA weights when used, unwrapped module, with its calibration and abstention rule)
+    and the report beside it."""
     output = Path(run.config.output)
     calibration = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
+    rule, extras, compared, hardest = judged
+    if compared:
+        metrics["abstention"] = compared
     sha = save_checkpoint(
         output, run.eval_model, model_args={"num_classes": len(dataset.classes), "dropout": run.config.dropout},
         classes=dataset.classes, preprocess=run.preprocess.spec, config=run.config.to_dict(), metrics=metrics,
-        calibration=calibration,
+        calibration=calibration, abstention=rule, extras=extras,
     )  # fmt: skip
-    write_report(output.parent, {**metrics, "config": run.config.to_dict(), "weights_sha256": sha}, dataset.classes)
+    report = {**metrics, "config": run.config.to_dict(), "weights_sha256": sha}
+    write_report(output.parent, report, dataset.classes, hardest)
     log.info("test accuracy %.2f%% (%d images; %.2f%% without flip TTA, as served); checkpoint %s (sha256 %s…)",
              100 * metrics["test_accuracy"], metrics["test_images"], 100 * metrics["test_accuracy_single_view"],
              output, sha[:12])  # fmt: skip

@@ -57,7 +57,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "file 'notes.txt': not a supported image (accepted: JPEG, PNG, WEBP, BMP, GIF, TIFF)",
     ),
     422: _error(
-        "no files, a field other than `file`, or a bad `top_k`",
+        "no files, a field other than `file`, a bad `top_k` or `threshold`",
         "no files: send images as multipart/form-data in the field 'file'",
     ),
     429: _error("the queue is full: retry after the `Retry-After` header's seconds", QueueFull(256, 256).detail),
@@ -77,6 +77,10 @@ async def predict_images(
     request: Request,
     predictor: PredictorDep,
     top_k: Annotated[int | None, Query(ge=1, description="classes listed per image (default: the service's)")] = None,
+    threshold: Annotated[
+        float | None,
+        Query(allow_inf_nan=False, description="abstention threshold for this request (default: the model's)"),
+    ] = None,
 ) -> PredictResponse:
     """Classify images sent as multipart/form-data in the field `file` (repeat the field for several)."""
     state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
@@ -85,10 +89,12 @@ async def predict_images(
     k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
     if k > len(predictor.classes):
         raise Unprocessable(f"top_k is {k} but the model has {len(predictor.classes)} classes")
+    if threshold is not None and predictor.info.abstention is None:
+        raise Unprocessable("threshold: this model has no abstention score to compare it with")
     limits = UploadLimits(settings.max_files, settings.max_file_bytes, settings.max_body_bytes)
     assert state.batcher is not None and state.decode_pool is not None  # set with the predictor
     with state.batcher.arriving():
         uploads = await read_uploads(request, limits)
         images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
-    probabilities = await state.batcher.submit(images, deadline)  # (n, classes), this request's rows
-    return PredictResponse.build([u.filename for u in uploads], probabilities, predictor.info, k)
+    rows = await state.batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
+    return PredictResponse.build([u.filename for u in uploads], rows, predictor.info, k, threshold)

@@ -33,6 +33,8 @@ def test_every_operation_is_documented(client: httpx.Client) -> None:
         ("/health/ready", "get"),
         ("/health/live", "get"),
         ("/metrics", "get"),
+        ("/model", "get"),
+        ("/model.json", "get"),
     }
     for (path, _), op in operations.items():
         assert op.get("summary") and op.get("description"), path

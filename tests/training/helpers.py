@@ -64,6 +64,6 @@ def tiny_config(data_dir: Path, output: Path, **overrides: Any) -> TrainConfig:
     """The default recipe at a 64-pixel input on a few hundred generated images."""
     base = TrainConfig(
         data_dir=str(data_dir), output=str(output), input_size=TEST_INPUT_SIZE, val_size=32, epochs=2,
-        batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1,
+        batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1, ood=False,
     )  # fmt: skip
     return replace(base, **overrides)

@@ -13,23 +13,14 @@ import torch
 
 from models import CIFAR10_MEAN, load_checkpoint, save_checkpoint
 from tests.helpers import TEST_INPUT_SIZE
-from tests.training.helpers import CLASSES, tiny_config
+from tests.training.helpers import CLASSES
 from training import evaluate as evaluate_module
 from training.config import TrainConfig
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
 from training.state import StateError, load_state, state_path
-from training.train import cli, main
+from training.train import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def trained(learnable_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, dict[str, Any]]:
-    output = tmp_path_factory.mktemp("run") / "alexnet.safetensors"
-    # The default recipe (SGD + Nesterov, training init, warm-up and decay, crop, flip, label smoothing, EMA,
-    # flip TTA) with a learning rate and EMA decay for 8 steps instead of thousands.
-    config = tiny_config(learnable_folder, output, lr=0.05, ema_decay=0.9)
-    return config, main(config)
 
 
 def test_loss_falls_and_the_model_learns(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
