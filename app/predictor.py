@@ -40,12 +40,6 @@ class Predictor:
         self.source_size = checkpoint.preprocess.source_size
         self.abstention = checkpoint.abstention_rule()
         self.rows = np.dtype([("probabilities", np.float32, (len(self.classes),)), ("score", np.float32)])
-        rule = None
-        if self.abstention is not None:
-            rule = AbstentionInfo(score=self.abstention.score, threshold=self.abstention.threshold,
-                                  target=checkpoint.abstention.get("target", ""))  # fmt: skip
-            if threshold is not None:
-                rule = rule.model_copy(update={"threshold": threshold, "target": "set by ALEXNET_OOD_THRESHOLD"})
         self.info = ModelInfo(
             name=MODEL_NAME,
             checkpoint=source,
@@ -54,15 +48,9 @@ class Predictor:
             input_size=checkpoint.preprocess.input_size,
             temperature=checkpoint.temperature,
             calibrated="temperature" in checkpoint.calibration,
-            abstention=rule,
+            abstention=abstention_info(checkpoint, threshold),
         )
-        if not self.info.calibrated:
-            logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
-                           "alexnet-evaluate --calibrate fits a temperature", source or "the checkpoint")  # fmt: skip
-
-        if rule is None:
-            logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)",
-                           source or "the checkpoint")  # fmt: skip
+        _warn_if_incomplete(self.info, source or "the checkpoint")
         # What GET /model.json tells: the checkpoint's own description of itself.
         self.metadata = {
             "model": self.info.model_dump(mode="json"), "format_version": checkpoint.format_version,
@@ -108,6 +96,25 @@ class Predictor:
         seconds = time.perf_counter() - start
         logger.debug("warmed up on %s at batch sizes %s in %.2f s", self.device, batch_sizes, seconds)
         return seconds
+
+
+def abstention_info(checkpoint: Checkpoint, threshold: float | None) -> AbstentionInfo | None:
+    """The rule answers report: the checkpoint's score and threshold, or ``threshold`` from the setting."""
+    if not checkpoint.abstention:
+        return None
+    if threshold is not None:
+        return AbstentionInfo(score=checkpoint.abstention["score"], threshold=threshold,
+                              target="set by ALEXNET_OOD_THRESHOLD")  # fmt: skip
+    return AbstentionInfo(score=checkpoint.abstention["score"], threshold=checkpoint.abstention["threshold"],
+                          target=checkpoint.abstention.get("target", ""))  # fmt: skip
+
+
+def _warn_if_incomplete(info: ModelInfo, name: str) -> None:
+    if not info.calibrated:
+        logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
+                       "alexnet-evaluate --calibrate fits a temperature", name)  # fmt: skip
+    if info.abstention is None:
+        logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)", name)
 
 
 def warmup_sizes(largest: int) -> list[int]:
