@@ -50,6 +50,14 @@ WORKDIR /srv/alexnet
 ENV ALEXNET_CHECKPOINT=/checkpoints/alexnet-cifar10.safetensors \
     ALEXNET_DATA_DIR=/data
 
+# Caches in /tmp, not under $HOME: with a read-only root filesystem (docker-compose.yml, Kubernetes'
+# readOnlyRootFilesystem) a tmpfs at /tmp is the one writable place besides the volumes. XDG: torch and
+# pip; matplotlib: the trainer's report; Triton and CUDA: torch.compile's and the driver's kernel caches.
+ENV XDG_CACHE_HOME=/tmp/cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    TRITON_CACHE_DIR=/tmp/triton \
+    CUDA_CACHE_PATH=/tmp/cache/nv
+
 EXPOSE 8000
 # /health answers 200 once the weights are loaded and warmed up, 503 before; urlopen raises on 503, so the
 # exit status follows readiness. Python is in every base this image supports; curl is not.

@@ -7,6 +7,7 @@
 #   make serve CHECKPOINT=path/to/your.safetensors   # serve your own checkpoint (never retrained)
 #   make docker-lint                # hadolint + docker compose config, as CI runs them
 #   make container-smoke            # build and run the image with podman (root, minutes; see README)
+#   make audit                      # known vulnerabilities in what .venv has installed (pip-audit; needs pypi.org)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +20,7 @@ CPU_TRAIN_ARGS ?= --input-size 64 --train-subset 5000 --val-size 1000 --epochs 4
 
 BIN := $(VENV)/bin
 
-.PHONY: serve install checkpoint docker-lint container-smoke
+.PHONY: serve install checkpoint docker-lint container-smoke audit
 
 serve: $(CHECKPOINT)
 	@echo "serve: $(CHECKPOINT) on http://$(HOST):$(PORT) (docs at /docs)"
@@ -54,3 +55,12 @@ docker-lint:
 
 container-smoke:
 	verification/container_smoke.sh
+
+# pip-audit checks every installed version against PyPI's advisories (the OSV data). It runs from a venv of its
+# own inside $(VENV), so it never changes the service's packages; --strict fails when any package could not be
+# checked (no network, say) instead of reporting "no known vulnerabilities" about nothing.
+AUDIT_VENV ?= $(VENV)/audit
+audit: | $(VENV)/.installed
+	test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install -q pip-audit; }
+	$(BIN)/pip freeze --exclude-editable >$(AUDIT_VENV)/installed.txt
+	$(AUDIT_VENV)/bin/pip-audit --strict --no-deps --disable-pip -r $(AUDIT_VENV)/installed.txt

@@ -14,9 +14,10 @@ that overlap is where the throughput comes from. With ``workers`` > 1 that many 
 in its own thread (on a CPU, two single-threaded passes of 16 keep two cores busier than one two-threaded
 pass of 32: see docs/serving.md). Without batching, a pass holds one whole request and nothing else.
 
-Back-pressure. The queue is bounded in images: a request that would overflow it is refused at once (429),
-rather than letting every request's latency grow. A request still queued at its deadline is answered 504
-and never reaches the model.
+Back-pressure. A request is refused at once (429, with a ``Retry-After``) when the model could not answer
+it before its deadline at the rate it is draining now (``app.admission``): checked at the door, before the
+body is read, and again when its images join the queue. The queue is also bounded in images. A request
+still queued at its deadline (the rate fell after it was admitted) is answered 504 and never reaches the model.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import DeadlineExceeded, InternalError, NotReady, QueueFull
+from app.admission import SAFETY, Capacity
+from app.errors import DeadlineExceeded, InternalError, NotReady, Overloaded, QueueFull
 from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -101,14 +103,16 @@ class Batcher:
         self.max_queue = max_queue
         self.batching = batching
         self.metrics = metrics or Metrics()
+        self.capacity = Capacity(workers)
         self._queue: deque[Job] = deque()
         self._queued_images = 0
         self._arriving = 0  # requests being received or decoded, about to submit
+        self._decoding = 0  # of those, the ones whose body is in
         self._waiter: asyncio.Future[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._free_workers: asyncio.Semaphore | None = None
-        self._passes: set[asyncio.Task[None]] = set()
+        self._passes: dict[asyncio.Task[None], float] = {}  # running passes and when they started (loop time)
 
     def start(self) -> None:
         self._free_workers = asyncio.Semaphore(self.workers)
@@ -125,6 +129,36 @@ class Batcher:
     def queued_images(self) -> int:
         return self._queued_images
 
+    def admit_arrival(self, time_left: float) -> None:
+        """At the door, before the body is read: 429 unless one more image could be answered in ``time_left`` s.
+
+        The requests being decoded count as ahead of this one, at the average images per request (those
+        still receiving do not: a stalled client must not make the service refuse others); the exact check,
+        with this request's images, is ``submit``'s.
+        """
+        ahead = self._queued_images + self._decoding * self.capacity.request_images
+        self._admit(ahead, 1, time_left)
+
+    def _admit(self, ahead: float, images: int, time_left: float) -> None:
+        if not self.capacity.measured:
+            return  # just started: the queue's length alone bounds admission until passes are measured
+        if not self._passes and not self._queued_images:
+            # Idle: this request runs at once, whatever the estimate says. Refusing it would also freeze
+            # the estimate (no pass, no new measurement) after one slow pass: every later request refused.
+            return
+        wait = self.capacity.expected_wait(ahead, images, self._worker_free_in())
+        self.metrics.expected_wait.set(wait)
+        if wait > SAFETY * time_left:
+            self.metrics.shed.inc()
+            raise Overloaded(wait, time_left, self.capacity.retry_after(ahead))
+
+    def _worker_free_in(self) -> float:
+        """Seconds until a model worker is expected to be free: 0 if one is, else the soonest end of a pass."""
+        if len(self._passes) < self.workers:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        return max(0.0, min(self._passes.values()) + self.capacity.pass_seconds - now)
+
     @contextmanager
     def arriving(self) -> Iterator[None]:
         """Around receiving and decoding a request: tells the batcher a submit is on its way."""
@@ -135,16 +169,29 @@ class Batcher:
             self._arriving -= 1
             self._wake()
 
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Around decoding a request whose body has arrived: its images will join the queue shortly."""
+        self._decoding += 1
+        try:
+            yield
+        finally:
+            self._decoding -= 1
+
     async def submit(self, images: np.ndarray, deadline: float) -> np.ndarray:
         """Queue one request's images (n, ...); return its n rows of output, in order. Raises 429/503/504."""
         if self._stopping:
             raise NotReady("the service is shutting down")
         if self._queued_images + len(images) > self.max_queue:
-            raise QueueFull(self._queued_images, self.max_queue)
+            retry = self.capacity.retry_after(self._queued_images) if self.capacity.measured else 1
+            self.metrics.shed.inc()
+            raise QueueFull(self._queued_images, self.max_queue, retry)
         loop = asyncio.get_running_loop()
         now = loop.time()
+        self.capacity.record_request(len(images))
         if now >= deadline:
             raise DeadlineExceeded(DeadlineExceeded.BEFORE_QUEUE)
+        self._admit(self._queued_images, len(images), deadline - now)
         job = Job(images, deadline, now, loop.create_future())
         self._queue.append(job)
         self._queued_images += job.size
@@ -195,13 +242,13 @@ class Batcher:
                     break
                 continue
             task = loop.create_task(self._run(batch))
-            self._passes.add(task)
+            self._passes[task] = loop.time()
             task.add_done_callback(self._pass_done)
         if self._passes:
-            await asyncio.wait(self._passes)
+            await asyncio.wait(list(self._passes))
 
     def _pass_done(self, task: asyncio.Task[None]) -> None:
-        self._passes.discard(task)
+        self._passes.pop(task, None)
         assert self._free_workers is not None
         self._free_workers.release()
 
@@ -290,7 +337,9 @@ class Batcher:
                 if not piece.job.future.done():
                     piece.job.future.set_exception(InternalError())
             return
-        self.metrics.forward_seconds.observe(time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.capacity.record_pass(size, seconds)
+        self.metrics.forward_seconds.observe(seconds)
         self.metrics.batch_size.observe(size)
         self.metrics.forward_passes.inc()
         self.metrics.images.inc(size)

@@ -26,6 +26,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.connections import server_config
 from app.deps import ServiceState
 from app.errors import ServiceError
 from app.logs import configure_logging
@@ -59,15 +60,7 @@ def serve(argv: list[str] | None = None) -> None:
     settings = _settings(parser, {k: v for k, v in vars(args).items() if v is not None and k != "access_log"})
     configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        log_level=settings.log_level,
-        access_log=access_log,
-        timeout_graceful_shutdown=settings.request_timeout_s + 5,  # in-flight requests end by their deadline
-    )
+    config = server_config(app, settings, host=settings.host, port=settings.port, access_log=access_log)
     # uvicorn re-raises Ctrl-C once it has shut down cleanly (as its own command line does, end without a trace).
     with contextlib.suppress(KeyboardInterrupt):
         Server(config, app.state.service).run()

@@ -6,12 +6,14 @@ environment by passing values to ``Settings(...)``; nothing else in the service 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models import DEFAULT_CHECKPOINT
 from models.images import DEFAULT_MAX_PIXELS
@@ -29,7 +31,8 @@ def _default_decode_threads() -> int:
 class Settings(BaseSettings):
     """Service configuration; environment variables are the field names upper-cased, prefixed ALEXNET_."""
 
-    model_config = SettingsConfigDict(env_prefix="ALEXNET_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a rejected setting is named, never echoed, so a mistyped API key stays out of logs.
+    model_config = SettingsConfigDict(env_prefix="ALEXNET_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="the checkpoint to serve")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_NAMES)
@@ -43,7 +46,16 @@ class Settings(BaseSettings):
     )
     max_queue: int = Field(256, ge=1, description="images waiting for the model before new requests get 429")
     request_timeout_s: float = Field(
-        10.0, gt=0, description="a request still waiting for the model after this long gets 504 (seconds)"
+        10.0, gt=0, description="a request not answered this long after its body arrived gets 504 (seconds)"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="a request body not fully received after this long gets 408 (seconds)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection that has not sent a whole request head after this long is closed (s)"
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="open connections plus requests in progress; beyond it new requests get 503"
     )
     max_files: int = Field(16, ge=1, description="files per request")
     max_file_bytes: int = Field(10 * MiB, ge=1, description="bytes per uploaded file")
@@ -63,6 +75,15 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    # Access control (app/access.py). A SecretStr prints as '**********': the key never reaches a log or a response.
+    api_key: SecretStr | None = Field(
+        None,
+        description="clients must send it (Authorization: Bearer or X-API-Key) on all but health and docs; unset: open",
+    )
+    metrics_require_key: bool = Field(False, description="/metrics needs the API key too (default: open to scrapers)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="browser origins allowed to call the API (JSON list or comma-separated); empty: CORS off"
+    )
 
     def pass_size(self, device_type: str) -> int:
         """Images per forward pass on this kind of device: the setting, or the measured default when 0."""
@@ -78,3 +99,42 @@ class Settings(BaseSettings):
         if self.max_queue < self.max_files:
             raise ValueError(f"max_queue ({self.max_queue}) must be at least max_files ({self.max_files})")
         return self
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # ALEXNET_API_KEY= (set but empty, as compose passes an empty host variable) means "no key", not an error.
+        return None if value == "" else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_usable(cls, key: SecretStr | None) -> SecretStr | None:
+        # The messages never quote the key: a validation error is printed at start-up.
+        if key is not None:
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(
+                    "the API key must be at least 16 characters; make one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            if not re.fullmatch(r"[!-~]+", key.get_secret_value()):
+                # Visible ASCII only: a key no client can put in a header would lock everyone out.
+                raise ValueError("the API key must be visible ASCII characters, without spaces")
+        return key
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+        return [origin for origin in value if origin] if isinstance(value, list) else value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_match_the_origin_header(cls, origins: list[str]) -> list[str]:
+        # Browsers send Origin as scheme://host[:port], and CORS compares it exactly: "https://a.example/"
+        # would never match, so refuse it here rather than have CORS silently never answer.
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"CORS origin {origin!r} is not scheme://host[:port] (no path, no trailing slash)")
+        return origins

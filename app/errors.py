@@ -65,8 +65,31 @@ class QueueFull(ServiceError):
     status_code = 429
 
     def __init__(self, waiting: int, limit: int, retry_after_s: int = 1) -> None:
-        detail = f"the queue is full ({waiting} images waiting, limit {limit}); retry shortly"
+        detail = f"the queue is full ({waiting} images waiting, limit {limit}); retry in {retry_after_s} s"
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class Overloaded(ServiceError):
+    """429: the model could not answer this request before its deadline at the rate it is draining now."""
+
+    status_code = 429
+
+    def __init__(self, expected_wait_s: float, time_left_s: float, retry_after_s: int) -> None:
+        detail = (
+            f"overloaded: this request would wait about {expected_wait_s:.1f} s for the model, more than its "
+            f"{time_left_s:.1f} s allow; retry in {retry_after_s} s"
+        )
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class BodyTimeout(ServiceError):
+    """408: the request body did not arrive in time; the connection is closed, its buffers freed."""
+
+    status_code = 408
+
+    def __init__(self, seconds: float) -> None:
+        detail = f"the request body did not arrive within {seconds:g} s"
+        super().__init__(detail, headers={"Connection": "close"})
 
 
 class NotReady(ServiceError):

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.access import install_access_control
 from app.batcher import Batcher
 from app.config import Settings
 from app.deps import ServiceState
@@ -74,7 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(model.router)
+    predict.install_schema_limits(app)
     install_error_handlers(app)
+    install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
     app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
     app.add_middleware(QuietStartupFailure)
     return app

@@ -39,6 +39,10 @@ class Metrics:
         self.forward_passes = Counter("alexnet_forward_passes", "forward passes run (warm-up excluded)", registry=r)
         self.images = Counter("alexnet_images_classified", "images classified", registry=r)
         self.queue_depth = Gauge("alexnet_queue_depth_images", "images waiting for the model", registry=r)
+        self.shed = Counter("alexnet_shed_requests", "requests refused with 429 because of load", registry=r)
+        self.expected_wait = Gauge(
+            "alexnet_expected_wait_seconds", "the last admission estimate of a request's wait for the model", registry=r
+        )
         self.model_load_seconds = Gauge(
             "alexnet_model_load_seconds", "time to read the checkpoint and place it on the device", registry=r
         )

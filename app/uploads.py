@@ -16,7 +16,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMedia
+from app.errors import BadRequest, BodyTimeout, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models import load_image
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 
@@ -44,19 +44,19 @@ class Upload:
         return f"file {self.filename!r}" if self.filename else f"file #{self.index}"
 
 
-async def read_uploads(request: Request, limits: UploadLimits) -> list[Upload]:
-    """The files in the request's ``file`` field, in order; raises 400/413/415/422 errors."""
+async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float) -> list[Upload]:
+    """The files in the request's ``file`` field, in order; raises 400/408/413/415/422 errors.
+
+    The whole body must arrive within ``timeout_s``: a client that stalls is answered 408 and its
+    connection closed, so what it sent is freed instead of held for as long as it likes.
+    """
     boundary = _boundary(request, limits)
     reader = _PartReader(limits)
     parser = MultipartParser(boundary, reader.callbacks())
-    received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limits.max_body_bytes:
-                raise PayloadTooLarge(f"the request body is over the limit of {limits.max_body_bytes:,} bytes")
-            parser.write(chunk)
-        parser.finalize()
+        await asyncio.wait_for(_parse_body(request, parser, limits.max_body_bytes), timeout_s)
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+        raise BodyTimeout(timeout_s) from None
     except FormParserError as exc:
         raise BadRequest(f"malformed multipart body ({exc})") from None
     except ClientDisconnect:  # nobody to answer; not a server error worth a traceback
@@ -66,6 +66,16 @@ async def read_uploads(request: Request, limits: UploadLimits) -> list[Upload]:
     if not reader.uploads:
         raise Unprocessable(f"no files: send images as multipart/form-data in the field {FIELD!r}")
     return reader.uploads
+
+
+async def _parse_body(request: Request, parser: MultipartParser, max_body_bytes: int) -> None:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_body_bytes:
+            raise PayloadTooLarge(f"the request body is over the limit of {max_body_bytes:,} bytes")
+        parser.write(chunk)
+    parser.finalize()
 
 
 def _boundary(request: Request, limits: UploadLimits) -> bytes:

@@ -63,6 +63,12 @@ def build_requests(spec: LoadSpec) -> list[bytes]:
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     """(status, body, keep_alive) of one HTTP/1.1 response; Content-Length and chunked bodies."""
+    status, headers, body = await read_full_response(reader)
+    return status, body, headers.get("connection") != "close"
+
+
+async def read_full_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-cased names and values, body) of one HTTP/1.1 response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -84,7 +90,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     else:  # no framing: the body runs to the end of the connection
         body = await reader.read()
         headers["connection"] = "close"
-    return status, body, headers.get("connection") != "close"
+    return status, headers, body
 
 
 def check_answer(status: int, body: bytes, images: int) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
 from torch import nn
 
 from models.abstention import SCORES, TENSOR_PREFIX, Abstention, FeatureGaussian
@@ -135,7 +135,9 @@ def save_checkpoint(
         "abstention": json.dumps(abstention),
         "weights_sha256": sha,
     }
-    atomic_write(path, lambda tmp: save_file({**state, **extra}, tmp, metadata=metadata))
+    # Serialised in memory (one more copy of the weights) and written by atomic_write's file: save_file's own
+    # writer reports a full disk as a SafetensorError, not as the OSError it is.
+    atomic_write(path, lambda f: f.write(serialize({**state, **extra}, metadata=metadata)))
     return sha
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from typing import BinaryIO
 
@@ -71,8 +72,8 @@ def open_image(fp: str | os.PathLike[str] | BinaryIO, max_pixels: int = DEFAULT_
             image = Image.open(fp, formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as exc:
         raise UnsupportedImageError(f"not a supported image (accepted: {', '.join(SUPPORTED_FORMATS)})") from exc
-    except Image.DecompressionBombError as exc:  # far beyond any sane limit: PIL refuses it itself
-        raise ImageTooLargeError(f"too many pixels ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # over twice PIL's own limit: it refuses to open it at all
+        raise ImageTooLargeError(f"{_bomb_pixels(exc)}, over the limit of {max_pixels:,}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImageError(f"the image header is corrupt ({exc})") from exc
     width, height = image.size
@@ -82,6 +83,12 @@ def open_image(fp: str | os.PathLike[str] | BinaryIO, max_pixels: int = DEFAULT_
         image.close()
         raise ImageTooLargeError(f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}")
     return image
+
+
+def _bomb_pixels(exc: Image.DecompressionBombError) -> str:
+    """The pixel count in PIL's refusal ("Image size (400000000 pixels) exceeds limit of ..."), our wording."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found[1]):,} pixels" if found else "more pixels than PIL will open"
 
 
 def reduce_image(image: Image.Image, size: int = SOURCE_SIZE) -> np.ndarray:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
 from training.dataset import DataError, Split
 
@@ -119,6 +118,9 @@ def read_cifar10(folder: Path) -> tuple[Split, Split, tuple[str, ...]]:
 
 def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
     """Fetch and unpack the archive into root; the md5 is checked before anything is extracted."""
+    # Imported here: torchvision takes seconds to import and only downloading needs it, not every trainer start.
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
     archive = root / url.rsplit("/", 1)[-1]
     log.info("downloading CIFAR-10 from %s to %s", url, root)
     try:

@@ -29,6 +29,7 @@ from models import (
     resolve_device,
     save_checkpoint,
 )
+from models.files import WriteError
 from models.inference import DEVICE_NAMES, PRECISIONS
 from training.abstention import judge
 from training.config import DATA_DIR_ENV, default_data_dir
@@ -132,7 +133,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     try:
         evaluate_checkpoint(args.checkpoint, args.data_dir or default_data_dir(), args.device, args.batch_size,
                             args.tta, args.output_dir, args.download, args.precision, args.calibrate)  # fmt: skip
-    except (CheckpointError, DataError, DeviceError) as exc:
+    except (CheckpointError, DataError, DeviceError, WriteError) as exc:
         log.error("%s", exc)
         sys.exit(1)
 

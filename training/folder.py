@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models import ImageError, load_image
-from models.files import atomic_write
+from models.files import WriteError, atomic_write
 from training.dataset import DataError, Split
 
 log = logging.getLogger(__name__)
@@ -129,17 +129,17 @@ def _read_cache(path: Path, labels: np.ndarray, size: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
-            np.savez(f, images=images, labels=labels)
-
     try:
-        atomic_write(path, write)
+        atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
+    except WriteError as exc:  # a full disk costs the cache, not the run
+        log.warning("%s; continuing without the decoded-image cache", exc)
+        return
+    try:
         for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)  # a cache of an earlier state of the folder
     except OSError as exc:
-        log.warning("could not write the decoded-image cache %s (%s); continuing without it", path, exc)
+        log.warning("could not remove an earlier decoded-image cache beside %s (%s)", path, exc)
 
 
 def read_split(

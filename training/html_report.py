@@ -158,7 +158,7 @@ def _run_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 def write_html_report(path: Path, metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, Path],
                       hardest: Sequence[dict[str, Any]] = ()) -> Path:  # fmt: skip
     text = render(metrics, classes, pictures, hardest)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 

@@ -25,6 +25,11 @@ PER_CLASS_FILE = "per_class_accuracy.png"
 RELIABILITY_FILE = "reliability_diagram.png"
 
 
+def save_figure(fig: Figure, path: Path) -> None:
+    """A PNG, written atomically: a run killed while plotting leaves the previous picture, not half of one."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+
+
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch, train and validation."""
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -44,7 +49,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path) -> None:
@@ -63,7 +68,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path) ->
         for (row, col), rate in np.ndenumerate(rates):
             ax.text(col, row, f"{100 * rate:.0f}", ha="center", va="center", color="white" if rate > 0.5 else "black")
     ax.set_title("confusion matrix (% of each true class)")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def plot_per_class(per_class: dict[str, float], path: Path) -> None:
@@ -75,7 +80,7 @@ def plot_per_class(per_class: dict[str, float], path: Path) -> None:
     ax.bar_label(bars, fmt="%.1f")
     ax.set(ylabel="test accuracy (%)", ylim=(0, 105), title="test accuracy per class")
     ax.tick_params(axis="x", labelrotation=45)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
@@ -101,7 +106,7 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
         ax.legend(loc="upper left")
     axes[0].set_ylabel("accuracy")
     fig.suptitle("reliability on the test split (single view, as served; 15 equal bins)")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def write_report(
@@ -111,7 +116,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / METRICS_FILE, out_dir / CONFUSION_FILE, out_dir / PER_CLASS_FILE]
     text = json.dumps(metrics, indent=2, default=str) + "\n"
-    atomic_write(written[0], lambda tmp: Path(tmp).write_text(text))
+    atomic_write(written[0], lambda f: f.write(text.encode()))
     plot_confusion(np.asarray(metrics["confusion_matrix"]), classes, written[1])
     plot_per_class(metrics["per_class_accuracy"], written[2])
     if metrics.get("history"):

@@ -60,7 +60,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     full = {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "rng": rng_state()}
-    atomic_write(path, lambda tmp: torch.save(full, tmp))
+    atomic_write(path, lambda f: torch.save(full, f))
 
 
 def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models import AlexNet, CheckpointError, Classifier, DeviceError, Preprocess, PreprocessSpec, save_checkpoint
+from models.files import WriteError
 from models.inference import autocast
 from models.transforms import UNNORMALIZED
 from training import distributed
@@ -338,13 +339,16 @@ def finish(run: Run, dataset: Dataset, metrics: dict[str, Any], judged: tuple) -
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """``alexnet-train`` / ``python -m training``: a bad flag exits 2, a data or device problem exits 1."""
+    """``alexnet-train`` / ``python -m training``: a bad flag exits 2; a data, device or disk problem exits 1."""
     config = parse_args(argv)
     configure_logging()
     try:
         main(config)
     except (DataError, DeviceError, StateError, CheckpointError) as exc:
         log.error("%s", exc)
+        sys.exit(1)
+    except WriteError as exc:  # every file the trainer writes goes through atomic_write
+        log.error("%s. Rerun with --resume once it can be written, to continue from the last saved epoch", exc)
         sys.exit(1)
     except KeyboardInterrupt:
         log.error("interrupted: rerun with --resume to continue from the last completed epoch")

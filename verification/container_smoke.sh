@@ -11,7 +11,10 @@
 #    builds the Dockerfile on the base, with this machine's pip configuration (its package folders and CA
 #    bundle mounted read-only into the build), so torch comes from wherever pip gets it here;
 # 4. writes a tiny random-weights checkpoint with the image's own `models` package, starts the container
-#    with it on the CPU, calls /health and /predict from outside, runs the image's HEALTHCHECK, stops it.
+#    with it on the CPU, locked down as docker-compose.yml runs it (read-only root filesystem, a tmpfs at
+#    /tmp, no capabilities, no-new-privileges) and with an API key; calls /health, and /predict without,
+#    with a wrong and with the key, from outside; checks the lockdown from inside; runs the image's
+#    HEALTHCHECK; stops it.
 # Prints the time of each step and the image size.
 #
 # Settings (env): ALEXNET_CACHE_DIR (default ~/.cache/alexnet-service), SMOKE_PORT (18000),
@@ -26,6 +29,7 @@ IMAGE="${SMOKE_IMAGE:-localhost/alexnet-service:smoke}"
 PORT="${SMOKE_PORT:-18000}"
 CONTAINER="alexnet-smoke-$$"
 WORK="$(mktemp -d)"
+API_KEY="smoke-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"  # fresh each run; never printed
 
 log() { echo "smoke: $*"; }
 die() { echo "smoke: FAILED: $*" >&2; exit 1; }
@@ -176,7 +180,12 @@ save_random_checkpoint("/out/tiny.safetensors", input_size=64, note="random weig
 start_container() {
     # --health-interval disable: podman would schedule the HEALTHCHECK with systemd timers, which this kind
     # of machine does not run; check_container runs the image's HEALTHCHECK itself instead.
-    podman run -d --name "$CONTAINER" --health-interval disable -p "127.0.0.1:$PORT:8000" -e ALEXNET_DEVICE=cpu \
+    # The lockdown of docker-compose.yml's x-locked-down and x-api, flag for flag. --read-only-tmpfs=false: podman
+    # would otherwise add writable /run and /var/tmp that Docker does not, and the check would prove less.
+    local locked_down=(--read-only --read-only-tmpfs=false --tmpfs /tmp:size=64m --cap-drop=ALL
+        --security-opt=no-new-privileges)
+    podman run -d --name "$CONTAINER" --health-interval disable -p "127.0.0.1:$PORT:8000" "${locked_down[@]}" \
+        -e ALEXNET_DEVICE=cpu -e ALEXNET_API_KEY="$API_KEY" \
         -v "$WORK/ckpt/tiny.safetensors:/checkpoints/alexnet-cifar10.safetensors:ro" "$IMAGE" >/dev/null
     local deadline=$((SECONDS + 180))
     until curl -fsS "http://127.0.0.1:$PORT/health" >"$WORK/health.json" 2>/dev/null; do
@@ -203,16 +212,22 @@ EOF
 }
 
 call_api() {
-    local url="http://127.0.0.1:$PORT" code
+    local url="http://127.0.0.1:$PORT" code key_header="Authorization: Bearer $API_KEY"
     write_png "$WORK/image.png"
-    code="$(curl -sS -o "$WORK/predict.json" -w '%{http_code}' -F "file=@$WORK/image.png;type=image/png" "$url/predict")"
+    for header in "X-No-Key: none" "X-API-Key: not-the-key-0123456789"; do
+        code="$(curl -sS -o "$WORK/refused.json" -w '%{http_code}' -H "$header" -F "file=@$WORK/image.png" "$url/predict")"
+        [[ "$code" == 401 ]] || die "POST /predict with '$header' answered $code, expected 401"
+    done
+    log "POST /predict without the API key, and with a wrong one -> 401 $(cat "$WORK/refused.json")"
+    code="$(curl -sS -o "$WORK/predict.json" -w '%{http_code}' -H "$key_header" \
+        -F "file=@$WORK/image.png;type=image/png" "$url/predict")"
     [[ "$code" == 200 ]] || { cat "$WORK/predict.json"; die "POST /predict answered $code"; }
     grep -qE '"(airplane|automobile|bird|cat|deer|dog|frog|horse|ship|truck)"' "$WORK/predict.json" ||
         die "POST /predict named no CIFAR-10 class: $(cat "$WORK/predict.json")"
     log "POST /predict (PNG) -> 200 $(head -c 300 "$WORK/predict.json")"
 
     echo "not an image" >"$WORK/not-an-image.txt"
-    code="$(curl -sS -o "$WORK/bad.json" -w '%{http_code}' -F "file=@$WORK/not-an-image.txt" "$url/predict")"
+    code="$(curl -sS -o "$WORK/bad.json" -w '%{http_code}' -H "$key_header" -F "file=@$WORK/not-an-image.txt" "$url/predict")"
     [[ "$code" == 4* ]] || die "POST /predict with a text file answered $code, expected a 4xx"
     log "POST /predict (text file) -> $code $(cat "$WORK/bad.json")"
 }
@@ -223,6 +238,15 @@ check_container() {
     local uid
     uid="$(podman exec "$CONTAINER" id -u)"
     [[ "$uid" != 0 ]] || die "the service runs as root"
+    # The lockdown, seen from inside: the root filesystem refuses writes, /tmp takes them, PID 1 has no
+    # capabilities even in its bounding set, and cannot gain privileges.
+    if podman exec "$CONTAINER" sh -c 'echo x >/srv/alexnet/x' 2>/dev/null; then die "the root filesystem is writable"; fi
+    podman exec "$CONTAINER" sh -c 'echo x >/tmp/x' || die "/tmp is not writable"
+    local status
+    status="$(podman exec "$CONTAINER" grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/1/status | tr -s ' \t' ' ' | paste -sd' ')"
+    [[ "$status" == "CapEff: 0000000000000000 CapBnd: 0000000000000000 NoNewPrivs: 1" ]] ||
+        die "PID 1 is not locked down: $status"
+    log "read-only root, writable /tmp; PID 1 $status"
     log "container memory after the requests: $(podman stats --no-stream --format '{{.MemUsage}}' "$CONTAINER" 2>/dev/null || echo 'not available')"
     log "service runs as uid $uid; processes: $(podman top "$CONTAINER" args | tail -n +2 | tr -s ' ' | paste -sd';')"
     # (podman also tries to remove a systemd healthcheck timer here and complains that systemd is absent)

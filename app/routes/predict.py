@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 
 from app.deps import PredictorDep, ServiceState
 from app.errors import DeadlineExceeded, QueueFull, Unprocessable
@@ -16,6 +16,7 @@ router = APIRouter(tags=["predict"])
 
 # The body is read by app.uploads as a stream (limits enforced while it arrives), so FastAPI does not parse
 # it; this tells the OpenAPI page what to send, which gives /docs its file picker.
+FILES_DESCRIPTION = "one or more images: JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF"
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -24,11 +25,12 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": [FIELD],
+                    "additionalProperties": False,  # any other field is refused (422)
                     "properties": {
                         FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "one or more images: JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF",
+                            "description": FILES_DESCRIPTION,
                         }
                     },
                 }
@@ -50,7 +52,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     413: _error(
         "a body, a file, a pixel count or a number of files over the limits",
-        "file 'huge.png': 20000x20000 is 400,000,000 pixels, over the limit of 50,000,000",
+        "file 'huge.png': 10000x10000 is 100,000,000 pixels, over the limit of 50,000,000",
     ),
     415: _error(
         "a file that is not a supported image, or a body that is not multipart/form-data",
@@ -64,6 +66,41 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
     504: _error("the request waited for the model past its deadline", DeadlineExceeded.NOT_RUN),
 }
+
+
+def install_schema_limits(app: FastAPI) -> None:
+    """Make /openapi.json state the limits this service enforces: its settings and the loaded model's classes.
+
+    A client (or schemathesis, in CI) reading the schema must not be able to send a request the schema calls
+    valid and the service refuses: no empty or over-long file list, no top_k past the model's classes, and
+    no threshold for a model without an abstention rule.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # cached by FastAPI; changed in place, to the same values every time
+        state: ServiceState = app.state.service
+        operation = schema["paths"]["/predict"]["post"]
+        files = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"][FIELD]
+        files.update(minItems=1, maxItems=state.settings.max_files)
+        files["items"]["minLength"] = 1
+        # The byte limits go in words: schemathesis takes maxLength on a binary string for characters and
+        # "violates" it with a real image (it substitutes images for binary fields).
+        limits = f"at most {state.settings.max_file_bytes:,} bytes each and {state.settings.max_body_bytes:,} in all"
+        files["description"] = f"{FILES_DESCRIPTION}; 1 to {state.settings.max_files} files, {limits}"
+        predictor = state.predictor
+        if predictor is not None:
+            parameters = operation.get("parameters", [])
+            for parameter in parameters:
+                if parameter["name"] == "top_k":  # int | None: the schema's integer branch
+                    for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = len(predictor.classes)
+            if predictor.info.abstention is None:
+                operation["parameters"] = [p for p in parameters if p["name"] != "threshold"]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @router.post(
@@ -85,16 +122,19 @@ async def predict_images(
     """Classify images sent as multipart/form-data in the field `file` (repeat the field for several)."""
     state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
     settings = state.settings
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
     k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
     if k > len(predictor.classes):
         raise Unprocessable(f"top_k is {k} but the model has {len(predictor.classes)} classes")
     if threshold is not None and predictor.info.abstention is None:
         raise Unprocessable("threshold: this model has no abstention score to compare it with")
     limits = UploadLimits(settings.max_files, settings.max_file_bytes, settings.max_body_bytes)
-    assert state.batcher is not None and state.decode_pool is not None  # set with the predictor
-    with state.batcher.arriving():
-        uploads = await read_uploads(request, limits)
-        images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
-    rows = await state.batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
+    batcher, loop = state.batcher, asyncio.get_running_loop()
+    assert batcher is not None and state.decode_pool is not None  # set with the predictor
+    batcher.admit_arrival(settings.request_timeout_s)  # 429 now, before the body is read, if it cannot be served
+    with batcher.arriving():
+        uploads = await read_uploads(request, limits, settings.body_timeout_s)
+        deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
+        with batcher.decoding():
+            images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
+    rows = await batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
     return PredictResponse.build([u.filename for u in uploads], rows, predictor.info, k, threshold)

@@ -16,8 +16,10 @@ import uvicorn
 from PIL import Image
 
 from app.config import Settings
+from app.connections import server_config
 from app.deps import ServiceState
 from app.main import create_app
+from models import load_checkpoint, save_checkpoint
 
 
 class LiveServer:
@@ -28,7 +30,7 @@ class LiveServer:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, lifespan="on", log_level="warning", access_log=False)
+        config = server_config(self.app, settings, log_level="warning", access_log=False)  # alexnet-serve's
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -98,3 +100,12 @@ def png(image: Image.Image | None = None) -> bytes:
 def files(*named: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes]]]:
     """httpx multipart files: each in the field 'file', in order."""
     return [("file", (name, data)) for name, data in named]
+
+
+def with_rule(source: Path, target: Path, score: str, threshold: float, extras: dict | None = None) -> Path:
+    """A copy of the checkpoint ``source`` with an abstention rule: ``score`` above ``threshold`` is confident."""
+    ckpt = load_checkpoint(source)
+    save_checkpoint(target, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
+                    preprocess=ckpt.preprocess, abstention={"score": score, "threshold": threshold, "target": "a test"},
+                    extras=extras)  # fmt: skip
+    return target

@@ -10,20 +10,11 @@ import pytest
 import torch
 
 from app.predictor import Predictor
-from models import load_checkpoint, save_checkpoint
 from models.abstention import FeatureGaussian
-from tests.app.helpers import LiveServer, encode, files, picture, service_settings
+from tests.app.helpers import LiveServer, encode, files, picture, service_settings, with_rule
 from training.ood_sets import generated_sets
 
 PICTURES = [encode(picture(seed=i), "PNG") for i in range(2)]
-
-
-def with_rule(source: Path, target: Path, score: str, threshold: float, extras: dict | None = None) -> Path:
-    ckpt = load_checkpoint(source)
-    save_checkpoint(target, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
-                    preprocess=ckpt.preprocess, abstention={"score": score, "threshold": threshold, "target": "a test"},
-                    extras=extras)  # fmt: skip
-    return target
 
 
 def scores_of(checkpoint: Path, pictures: list[bytes]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.deploy.helpers import find
 from tests.helpers import REPO
 
 GPU_SERVICES = ("train", "api", "api-replica")
@@ -99,3 +100,30 @@ def test_scale_profile_puts_nginx_in_front_of_the_replicas(render_compose) -> No
     assert "resolver 127.0.0.11" in nginx_conf
     major, minor = (int(part) for part in re.match(r"nginx:(\d+)\.(\d+)", lb["image"]).groups())
     assert (major, minor) >= (1, 28)
+
+
+def test_every_service_running_our_code_is_locked_down(render_compose) -> None:
+    for files in (("docker-compose.yml",), CPU):
+        services = render_compose(*files, profiles=("scale",))["services"]
+        ours = {name: service for name, service in services.items() if service["image"] == "alexnet-service:latest"}
+        assert set(ours) == {*GPU_SERVICES}, files
+        for name, service in ours.items():
+            assert service["read_only"] is True, (files, name)
+            assert service["cap_drop"] == ["ALL"] and not service.get("cap_add"), (files, name)
+            assert "no-new-privileges:true" in service["security_opt"], (files, name)
+            assert [mount.split(":")[0] for mount in service["tmpfs"]] == ["/tmp"], (files, name)
+            assert not service.get("privileged"), (files, name)
+        # Writable: only the volumes that must be (the trainer's checkpoint and data), never the API's.
+        assert all(volume["read_only"] for volume in ours["api"]["volumes"])
+    # The caches that would go under $HOME (read-only now) go to the tmpfs instead.
+    env = " ".join(args for _, args in find("ENV"))
+    for variable in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TRITON_CACHE_DIR"):
+        assert re.search(rf"\b{variable}=/tmp/", env), variable
+
+
+def test_access_settings_pass_through_only_when_set(render_compose) -> None:
+    unset = render_compose("docker-compose.yml")["services"]["api"]["environment"]
+    names = ("ALEXNET_API_KEY", "ALEXNET_METRICS_REQUIRE_KEY", "ALEXNET_CORS_ORIGINS")
+    assert all(unset[name] is None for name in names)  # no key on the host: the container has none either
+    keyed = render_compose("docker-compose.yml", profiles=("scale",), env={"ALEXNET_API_KEY": "k" * 32})["services"]
+    assert {keyed[name]["environment"]["ALEXNET_API_KEY"] for name in ("api", "api-replica")} == {"k" * 32}

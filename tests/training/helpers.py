@@ -1,9 +1,10 @@
-"""Generated datasets in the real formats (CIFAR-10 python-version pickles, image folders) and a tiny config."""
+"""Generated datasets in the real formats (CIFAR-10 python-version pickles, image folders), a tiny config and
+its command line."""
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,15 @@ def tiny_config(data_dir: Path, output: Path, **overrides: Any) -> TrainConfig:
         batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1, ood=False,
     )  # fmt: skip
     return replace(base, **overrides)
+
+
+def command_line(config: TrainConfig) -> list[str]:
+    """The flags that rebuild ``config``, for ``python -m training`` or ``cli``."""
+    argv = []
+    for field in fields(config):
+        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv

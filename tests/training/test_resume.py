@@ -7,29 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from models import load_checkpoint
-from tests.training.helpers import tiny_config
-from training.config import TrainConfig
+from tests.training.helpers import command_line, tiny_config
 from training.state import state_path
 from training.train import main
-
-
-def _flags(config: TrainConfig) -> list[str]:
-    """The command line that rebuilds ``config``."""
-    argv = []
-    for field in fields(config):
-        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        elif value is not None:
-            argv += [flag, str(value)]
-    return argv
 
 
 def _assert_same_tensors(a: dict, b: dict) -> None:
@@ -52,7 +39,7 @@ def test_killed_run_resumes_to_identical_weights(learnable_folder: Path, tmp_pat
 
     killed = replace(config, output=str(tmp_path / "killed" / "a.safetensors"))
     state = state_path(killed.output)
-    process = subprocess.Popen([sys.executable, "-m", "training", *_flags(killed)], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "training", *command_line(killed)], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
