@@ -256,6 +256,8 @@ check_container() {
 
 # One step per line: under `set -e`, a function called on the left of `&&` runs with errexit off, so a failed
 # command inside it would not stop the script.
+# `--prepare`: only the tools and the base image (apt-get and debootstrap from nothing: about 4 minutes of mostly
+# network and disk), so that CI can run them while the test suite runs; the full run then finds them made.
 main() {
     [[ $EUID == 0 ]] || die "run as root (podman needs it on this kind of machine)"
     install_tools
@@ -263,6 +265,10 @@ main() {
     timed "tools (apt-get when missing)"
     make_base_image
     timed "base image (debootstrap when missing)"
+    if [[ "${1:-}" == "--prepare" ]]; then
+        log "prepared: podman and the base image are ready"
+        return
+    fi
     check_build_context
     timed "build context check"
     pip_build_config

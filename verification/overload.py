@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.loadgen import LoadSpec, build_requests, read_full_response, run_load
+from benchmarks.machine import describe_machine
 from benchmarks.payloads import make_uploads, multipart_body
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
 from benchmarks.stats import percentile
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       "--no-access-log", "--log-level", "warning"), env)  # fmt: skip
         with start_server(spec, Path(scratch) / "server.log") as server:
             result = run_levels(args, server.port, server.process.pid)
-    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    result["machine"] = describe_machine("cpu")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
