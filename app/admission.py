@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 # Admit only what the estimate says finishes within this share of the time left: the margin absorbs a
 # pass slower than the average (another process taking a core, a larger image) without a 504.
-SAFETY = 0.7
+SAFETY = 0.5
 # Weight of the newest pass in the moving averages: about the last 5-10 passes count.
 SMOOTHING = 0.2
 MAX_RETRY_AFTER_S = 60

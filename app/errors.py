@@ -151,6 +151,15 @@ def install_error_handlers(app: FastAPI) -> None:
 INTERNAL_ERROR_BODY = json.dumps({"detail": "internal server error"}).encode()
 
 
+async def send_error(send: Send, exc: ServiceError) -> None:
+    """Answer ``exc`` straight to the ASGI server, for middlewares that refuse a request before routing."""
+    body = json.dumps({"detail": exc.detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (exc.headers or {}).items()]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class CatchUnexpectedErrors:
     """An unexpected exception: log it once with its traceback, answer a generic 500 if nothing was sent yet."""
 

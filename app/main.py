@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from app.access import install_access_control
 from app.batcher import Batcher
 from app.config import Settings
 from app.deps import ServiceState
+from app.door import ShedAtTheDoor
 from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.metrics import Metrics, RequestMetrics
@@ -38,6 +40,8 @@ from app.routes import health, metrics, model, predict
 from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
+
+MODEL_THREAD_NICENESS = 5  # CPU model threads: about a third of the event loop's share of a contended core
 
 DESCRIPTION = """Classifies images into the 10 CIFAR-10 classes with AlexNet.
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(model.router)
     predict.install_schema_limits(app)
+    app.add_middleware(ShedAtTheDoor, state=app.state.service)  # the innermost: after the key check, before routing
     install_error_handlers(app)
     install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
     app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
@@ -90,7 +95,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.predictor = predictor = _load(settings, state.metrics)
     workers, threads = model_threads(settings, predictor.device)
     threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
-    model_pool = ThreadPoolExecutor(workers, "alexnet-model", initializer=_set_torch_threads, initargs=(threads,))
+    model_pool = ThreadPoolExecutor(
+        workers, "alexnet-model", initializer=_model_thread, initargs=(threads, predictor.device.type == "cpu")
+    )
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
     largest = settings.pass_size(predictor.device.type) if settings.batching else settings.max_files
     state.batcher = Batcher(
@@ -168,9 +175,19 @@ async def _warm_up(state: ServiceState, pool: ThreadPoolExecutor, workers: int, 
         logger.info("ready: warmed up at batch sizes %s in %.2f s; batching %s", sizes, max(seconds), batching)
 
 
-def _set_torch_threads(threads: int) -> None:
+def _model_thread(threads: int, yield_to_the_loop: bool) -> None:
+    """Set up one model thread: its torch thread count, and on a CPU a lower priority than the event loop's.
+
+    On a CPU the passes and the event loop share the cores. Under overload the loop must win: it accepts
+    connections, sheds what cannot be served with a 429 in microseconds, answers /health/live, and feeds
+    the model; starved by the passes, it lets connections pile up in the kernel's accept queue, where no
+    deadline or admission check can see them (docs/reliability.md). With the cores free, nothing changes.
+    """
     if threads:
         torch.set_num_threads(threads)
+    if yield_to_the_loop and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # lowering a thread's own priority needs no privilege; if refused, carry on
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MODEL_THREAD_NICENESS)
 
 
 class QuietStartupFailure:

@@ -151,12 +151,12 @@ async def _run_workers(spec: LoadSpec, workers: int, first_worker: int, begin_at
 def _client_process(spec: LoadSpec, workers: int, first_worker: int, begin_at: float):
     """Entry point of one client process: its records and its own CPU time."""
     cpu_before = time.process_time()
-    runner = _event_loop_runner()
+    runner = event_loop_runner()
     records = runner(_run_workers(spec, workers, first_worker, begin_at))
     return records, time.process_time() - cpu_before
 
 
-def _event_loop_runner():
+def event_loop_runner():
     try:  # uvloop makes the client cheaper still, where it is installed
         import uvloop
 

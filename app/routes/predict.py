@@ -130,7 +130,7 @@ async def predict_images(
     limits = UploadLimits(settings.max_files, settings.max_file_bytes, settings.max_body_bytes)
     batcher, loop = state.batcher, asyncio.get_running_loop()
     assert batcher is not None and state.decode_pool is not None  # set with the predictor
-    batcher.admit_arrival(settings.request_timeout_s)  # 429 now, before the body is read, if it cannot be served
+    # app/door.py has refused it already (429, before the body) if one more image could not be served in time
     with batcher.arriving():
         uploads = await read_uploads(request, limits, settings.body_timeout_s)
         deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
