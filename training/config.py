@@ -76,7 +76,12 @@ class TrainConfig:
     download: bool = option(True, "fetch the official CIFAR-10 archive when data_dir holds no data")
     train_subset: int | None = option(None, "images: train on this many (stratified); all when not given",
                                       positive_int, metavar="N")  # fmt: skip
-    val_size: int = option(5000, "images held out from train for validation (0 = none)", non_negative_int)
+    val_size: int | None = option(
+        None,
+        "images held out from train for validation (0 = none; default: 10%% of "
+        "the training images, at least 2 per class, at most 5,000)",
+        non_negative_int,
+    )
     source_size: int = option(32, "pixels: every image is reduced to this square first (kept in the checkpoint)",
                               positive_int, metavar="N")  # fmt: skip
     decode_workers: int = option(0, "processes decoding an image folder (0 = one per CPU core)", non_negative_int)
@@ -120,6 +125,13 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model (CUDA; minutes of compile time, faster steps)")
     seed: int = option(0, "seeds torch, numpy, python and the data split; a CPU run is repeatable", non_negative_int)
     output: str = option(DEFAULT_CHECKPOINT, "final safetensors checkpoint; reports and state file go beside it")
+    save_every_s: float = option(
+        60.0,
+        "seconds: write the resumable state after an epoch when this long has "
+        "passed since the last write (0: every epoch); always after the last epoch "
+        "and on SIGTERM/SIGINT",
+        non_negative_float,
+    )
     resume: bool = option(False, "continue from the state file beside --output (epoch, optimizer, EMA, RNG)")
     progress: bool = option(True, "tqdm bar per epoch (only when stderr is a terminal)")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from training import cifar, folder
-from training.config import TrainConfig
+from training.config import DATA_DIR_ENV, TrainConfig
 from training.dataset import DataError, Dataset, Split, hold_out
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ def read_sources(
         return train, test, classes, f"image folder {root}"
     if not download:
         where = "does not exist" if not root.exists() else "holds no data"
-        raise DataError(f"--data-dir {root} {where}: expected {LAYOUTS}; or pass --download to fetch CIFAR-10")
+        which = f"the data folder is --data-dir if given, else ${DATA_DIR_ENV}, else ./data"
+        raise DataError(f"the data folder {root} {where}: expected {LAYOUTS}; or pass --download to fetch CIFAR-10 "
+                        f"({which})")  # fmt: skip
     return _read_cifar(cifar.download_cifar10(root), source_size)
 
 
@@ -69,7 +71,9 @@ def load_dataset(config: TrainConfig) -> Dataset:
         config.data_dir, config.source_size, config.download, config.decode_workers, config.cache
     )
     train, val = hold_out(train, config.val_size, config.train_subset, config.seed)
-    log.info("training on %d images, validating on %d, testing on %d", len(train), len(val), len(test))
+    chosen = " (--val-size not given: 10% of the training images, at least 2 per class, at most 5,000)"
+    log.info("training on %d images, validating on %d%s, testing on %d", len(train), len(val),
+             chosen if config.val_size is None else "", len(test))  # fmt: skip
     _warn_missing_classes(train, classes)
     return Dataset(train=train, val=val, test=test, classes=classes, source=source)
 

@@ -47,9 +47,28 @@ def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator)
     return np.sort(np.concatenate(chosen))
 
 
-def hold_out(train: Split, val_size: int, train_subset: int | None, seed: int) -> tuple[Split, Split]:
-    """Split a stratified validation set off train, then (optionally) a stratified subset of the rest."""
+# The default validation split (--val-size not given): a share of the training images, with a floor that
+# leaves every class a few images to calibrate and set the abstention threshold on, and a cap (CIFAR-10's
+# 50,000 training images give 5,000, the split every earlier default run used).
+AUTO_VAL_SHARE = 0.1
+AUTO_VAL_PER_CLASS = 2
+AUTO_VAL_MAX = 5000
+
+
+def auto_val_size(train_images: int, classes: int) -> int:
+    """10% of the training images, at least 2 per class, at most 5,000, and never more than half of them."""
+    wanted = max(round(AUTO_VAL_SHARE * train_images), AUTO_VAL_PER_CLASS * classes)
+    return min(AUTO_VAL_MAX, wanted, train_images // 2)
+
+
+def hold_out(train: Split, val_size: int | None, train_subset: int | None, seed: int) -> tuple[Split, Split]:
+    """Split a stratified validation set off train, then (optionally) a stratified subset of the rest.
+
+    ``val_size`` None: ``auto_val_size`` of the training images (before any subset is taken).
+    """
     rng = np.random.default_rng(seed)
+    if val_size is None:
+        val_size = auto_val_size(len(train), len(np.unique(train.labels)))
     if val_size >= len(train):
         raise DataError(
             f"--val-size {val_size} leaves nothing to train on ({len(train)} training images): lower --val-size"

@@ -2,12 +2,13 @@
 
 It rebuilds the network, its preprocessing and its temperature from the checkpoint alone
 (``models.load_checkpoint``), reads the test split at the checkpoint's source size, runs it through the one
-inference pass (``models.Classifier``, as the service does), and rewrites metrics.json and the pictures
-(confusion matrix, per-class accuracy, training curves, reliability diagram) beside the checkpoint (or in
-``--output-dir``), with report.html. When the checkpoint records how its validation split was held out, the
-out-of-distribution comparison is recomputed too. ``--calibrate`` fits the temperature and the abstention
-rule on the checkpoint's own validation split (held out from train again from its recorded seed and sizes)
-and writes them into the checkpoint: the way to bring a checkpoint trained before them up to date.
+inference pass (``models.Classifier``, as the service does), and writes metrics.json and the pictures
+(confusion matrix, per-class accuracy, training curves, reliability diagram) with report.html to evaluation/
+beside the checkpoint (or ``--output-dir``; beside the checkpoint itself after ``--calibrate``, which rewrites
+the checkpoint), never over the training run's own. When the checkpoint records how its validation split was
+held out, the out-of-distribution comparison is recomputed too. ``--calibrate`` fits the temperature and the
+abstention rule on the checkpoint's own validation split (held out from train again from its recorded seed and
+sizes) and writes them into the checkpoint: the way to bring a checkpoint trained before them up to date.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from training.evaluation import fit_calibration, test_metrics
 from training.logs import configure_logging
 from training.report import write_report
 
+EVALUATION_DIR = "evaluation"  # beside the checkpoint: a plain evaluation's report, apart from the training run's
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +56,8 @@ def evaluate_checkpoint(
     checkpoint's own validation split and writes them into the checkpoint (the weights stay as they are).
     """
     ckpt = load_checkpoint(checkpoint)
-    holds_split = bool(ckpt.config.get("val_size")) and "seed" in ckpt.config
+    # val_size None: the automatic split, recomputed from the same data; 0 or absent: no validation split
+    holds_split = "val_size" in ckpt.config and ckpt.config["val_size"] != 0 and "seed" in ckpt.config
     if calibrate and not holds_split:
         raise DataError("the checkpoint records no validation split (val_size and seed): cannot calibrate it")
     train, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=holds_split)
@@ -83,7 +87,7 @@ def evaluate_checkpoint(
                         abstention=rule, extras=extras)  # fmt: skip
         log.info("wrote temperature %.3f and the %s abstention rule into %s (weights unchanged)",
                  kept["temperature"], rule.get("score", "no"), checkpoint)  # fmt: skip
-    written = write_report(output_dir or checkpoint.parent, metrics, classes, hardest)
+    written = write_report(output_dir or default_output_dir(checkpoint, calibrate), metrics, classes, hardest)
     log.info(
         "test accuracy %.2f%% on %d images; wrote %s",
         100 * metrics["test_accuracy"],
@@ -93,10 +97,21 @@ def evaluate_checkpoint(
     return metrics
 
 
+def default_output_dir(checkpoint: Path, calibrate: bool) -> Path:
+    """Where the report goes without --output-dir: beside the checkpoint only when --calibrate rewrote it.
+
+    A plain evaluation must not overwrite the training run's metrics.json, pictures and report.html (the
+    page /model serves), so it writes to evaluation/ beside the checkpoint; after --calibrate the checkpoint
+    itself has changed, and its own report must say so.
+    """
+    return checkpoint.parent if calibrate else checkpoint.parent / EVALUATION_DIR
+
+
 def validation_split(ckpt: Checkpoint, train: Split) -> Split:
     """The validation split the checkpoint's training run held out, from its recorded sizes and seed."""
     config = ckpt.config
-    _, val = hold_out(train, int(config["val_size"]), config.get("train_subset"), int(config["seed"]))
+    val_size = None if config["val_size"] is None else int(config["val_size"])
+    _, val = hold_out(train, val_size, config.get("train_subset"), int(config["seed"]))
     return val
 
 
@@ -113,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta", action=argparse.BooleanOptionalAction, default=None, help="flip TTA (default: as trained)"
     )
     parser.add_argument(
-        "--output-dir", type=Path, default=None, help="where to write the report (default: beside the checkpoint)"
+        "--output-dir",
+        type=Path,
+        default=None,
+        help=f"where to write the report (default: {EVALUATION_DIR}/ beside the checkpoint; with --calibrate, "
+        "beside the checkpoint itself)",
     )
     parser.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=False, help="fetch CIFAR-10 if absent"

@@ -1,4 +1,4 @@
-"""The resumable training state, saved atomically after every epoch beside the output checkpoint.
+"""The resumable training state, saved atomically beside the output checkpoint (when: training/saving.py).
 
 ``<output stem>.state.pt`` holds the model, EMA, optimizer, epoch, history and RNG states. It is our own
 file, yet it is read with ``torch.load(weights_only=True)``: tensors and plain containers only, no
@@ -21,7 +21,18 @@ STATE_FORMAT = "alexnet-train-state"
 STATE_VERSION = 1
 # Fields that may differ between a run and its resumption; any other difference is refused.
 MAY_CHANGE = frozenset(
-    {"resume", "progress", "compile", "download", "data_dir", "decode_workers", "cache", "device", "ood"}
+    {
+        "resume",
+        "progress",
+        "compile",
+        "download",
+        "data_dir",
+        "decode_workers",
+        "cache",
+        "device",
+        "ood",
+        "save_every_s",
+    }
 )
 
 
@@ -58,9 +69,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(words), python_gauss))
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    full = {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "rng": rng_state()}
+def snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    """The file's content as of now: ``state`` with every tensor copied to host memory, and the RNG states.
+
+    Copied, so that training can go on changing the live tensors while the copy is written.
+    """
+    copied = _to_host(state)
+    return {"format": STATE_FORMAT, "version": STATE_VERSION, **copied, "rng": rng_state()}
+
+
+def _to_host(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_host(v) for v in value)
+    return value
+
+
+def write_state(path: Path, full: dict[str, Any]) -> None:
+    """Write a ``snapshot`` atomically (the previous file stays whole until the new one is complete)."""
     atomic_write(path, lambda f: torch.save(full, f))
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    write_state(path, snapshot(state))
 
 
 def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ from training.evaluation import SplitMetrics, fit_calibration, score_split, test
 from training.init import init_weights
 from training.logs import configure_logging
 from training.report import write_report
-from training.state import StateError, load_state, save_state, set_rng_state, state_path
+from training.saving import StateSaver, Stopped, stop_on_signals
+from training.state import StateError, load_state, set_rng_state, state_path
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +216,13 @@ def restore(run: Run, path: Path) -> tuple[int, list[dict[str, Any]], float]:
     return state["epoch"], list(state["history"]), float(state["train_seconds"])
 
 
-def save(run: Run, path: Path, epoch: int, history: list[dict[str, Any]], train_seconds: float) -> None:
-    save_state(path, {
+def training_state(run: Run, epoch: int, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+    """What the state file holds after ``epoch`` (live tensors: the saver copies them before training goes on)."""
+    return {
         "config": run.config.to_dict(), "world_size": run.world.size, "epoch": epoch,
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "ema": run.ema.state_dict() if run.ema else None, "history": history, "train_seconds": train_seconds,
-    })  # fmt: skip
+        "ema": run.ema.state_dict() if run.ema else None, "history": list(history), "train_seconds": train_seconds,
+    }  # fmt: skip
 
 
 def log_epoch(entry: dict[str, Any], epochs: int) -> None:
@@ -232,8 +234,14 @@ def log_epoch(entry: dict[str, Any], epochs: int) -> None:
     )  # fmt: skip
 
 
-def fit(run: Run, dataset: Dataset, on_epoch_end: Callable[[int], None] | None) -> tuple[list[dict[str, Any]], float]:
-    """The epoch loop, from the last saved epoch when resuming; returns history and training seconds."""
+def fit(
+    run: Run, dataset: Dataset, on_epoch_end: Callable[[int], None] | None
+) -> tuple[list[dict[str, Any]], float, float]:
+    """The epoch loop, from the last saved epoch when resuming; returns history, training and state-write seconds.
+
+    The state file is written on ``training/saving.py``'s schedule; a SIGTERM or SIGINT stops the run after
+    the epoch in progress, with that epoch's state written (``Stopped``).
+    """
     config, world = run.config, run.world
     path = state_path(config.output)
     start, history, train_seconds = 0, [], 0.0
@@ -244,20 +252,27 @@ def fit(run: Run, dataset: Dataset, on_epoch_end: Callable[[int], None] | None) 
     images = torch.from_numpy(dataset.train.images).to(world.device)  # uint8 (N, 3, S, S), resident
     labels = torch.from_numpy(dataset.train.labels).to(world.device)  # (N,)
     val = (torch.from_numpy(dataset.val.images).to(world.device), torch.from_numpy(dataset.val.labels).to(world.device))
-    for epoch in range(start, config.epochs):
-        entry = {"epoch": epoch + 1, **train_one_epoch(run, images, labels, epoch)}
-        train_seconds += entry["seconds"]
-        if len(dataset.val):
-            result = validate(run, val, len(dataset.classes))
-            entry.update(val_loss=result.loss, val_accuracy=result.accuracy)
-        history.append(entry)
-        if world.is_main:
-            log_epoch(entry, config.epochs)
-            save(run, path, epoch + 1, history, train_seconds)
-        distributed.barrier(world)
-        if on_epoch_end:
-            on_epoch_end(epoch + 1)
-    return history, train_seconds
+    saver = StateSaver(path, config.save_every_s)
+    with stop_on_signals() as stop:
+        for epoch in range(start, config.epochs):
+            entry = {"epoch": epoch + 1, **train_one_epoch(run, images, labels, epoch)}
+            train_seconds += entry["seconds"]
+            if len(dataset.val):
+                result = validate(run, val, len(dataset.classes))
+                entry.update(val_loss=result.loss, val_accuracy=result.accuracy)
+            history.append(entry)
+            stopping = stop.agreed(world.device, world.distributed)
+            if world.is_main:
+                log_epoch(entry, config.epochs)
+                if saver.due(last_epoch=epoch + 1 == config.epochs, stopping=stopping is not None):
+                    saver.save(training_state(run, epoch + 1, history, train_seconds), wait=stopping is not None)
+            distributed.barrier(world)
+            if stopping is not None:
+                raise Stopped(stopping, epoch + 1)
+            if on_epoch_end:
+                on_epoch_end(epoch + 1)
+        saver.wait()
+    return history, train_seconds, saver.seconds
 
 
 def load_data(config: TrainConfig, world: World) -> Dataset:
@@ -288,7 +303,7 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
                 log.warning("training on the CPU: AlexNet at %d px trains at tens of images/s here; %d images x "
                             "%d epochs will take hours (see --train-subset, --epochs)", config.input_size,
                             len(dataset.train), config.epochs)  # fmt: skip
-        history, train_seconds = fit(run, dataset, on_epoch_end)
+        history, train_seconds, state_seconds = fit(run, dataset, on_epoch_end)
         classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
         calibration = fit_calibration(classifier, dataset.val, config.batch_size)
         tested = test_metrics(
@@ -297,7 +312,8 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         metrics = {
             **tested,
             "val_accuracy": history[-1].get("val_accuracy") if history else None,
-            "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started,
+            "train_seconds": train_seconds, "state_write_seconds": state_seconds,
+            "wall_seconds": time.perf_counter() - started,
             "images_per_second": sum(h["images_per_second"] * h["seconds"] for h in history) / max(train_seconds, 1e-9),
             "train_images": len(dataset.train), "val_images": len(dataset.val), "data": dataset.source,
             "device": str(world.device), "world_size": world.size, "batch_size": run.batch_size,
@@ -308,6 +324,9 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
             judged = judge(classifier, calibration.get("temperature", 1.0), splits, dataset.classes, config.ood,
                            config.batch_size)  # fmt: skip
             finish(run, dataset, metrics, judged)
+            log.info("%.1f s from start to checkpoint: training %.1f s, state writes %.1f s (in the training "
+                     "thread), the rest data, evaluation, calibration and the report", time.perf_counter() - started,
+                     train_seconds, state_seconds)  # fmt: skip
         distributed.barrier(world)
         return metrics
     finally:
@@ -350,6 +369,9 @@ def cli(argv: Sequence[str] | None = None) -> None:
     except WriteError as exc:  # every file the trainer writes goes through atomic_write
         log.error("%s. Rerun with --resume once it can be written, to continue from the last saved epoch", exc)
         sys.exit(1)
+    except Stopped as stopped:
+        log.warning("%s, its state written: rerun with --resume to continue", stopped)
+        sys.exit(128 + stopped.signum)
     except KeyboardInterrupt:
-        log.error("interrupted: rerun with --resume to continue from the last completed epoch")
+        log.error("interrupted: rerun with --resume to continue from the last saved epoch")
         sys.exit(130)

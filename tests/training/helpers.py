@@ -66,6 +66,7 @@ def tiny_config(data_dir: Path, output: Path, **overrides: Any) -> TrainConfig:
     base = TrainConfig(
         data_dir=str(data_dir), output=str(output), input_size=TEST_INPUT_SIZE, val_size=32, epochs=2,
         batch_size=40, progress=False, device="cpu", download=False, cache=False, decode_workers=1, ood=False,
+        save_every_s=0,  # the state after every epoch, as the resume and fault tests expect
     )  # fmt: skip
     return replace(base, **overrides)
 

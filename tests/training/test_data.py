@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models import load_checkpoint
 from tests.training.helpers import CLASSES, learnable_split, write_image_folder
 from training import folder
+from training import train as train_module
 from training.data import read_sources
-from training.dataset import DataError, Split, hold_out, stratified_indices
+from training.dataset import DataError, Split, auto_val_size, hold_out, stratified_indices
 
 
 @pytest.fixture
@@ -131,3 +133,40 @@ def test_validation_is_held_out_and_seeded() -> None:
     assert not np.array_equal(train.images, other_train.images)
     with pytest.raises(DataError, match="leaves nothing to train on"):
         hold_out(split, val_size=400, train_subset=None, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("train_images", "classes", "expected"),
+    [(50_000, 10, 5000), (400, 4, 40), (400, 10, 40), (60, 10, 20), (20, 10, 10), (200_000, 100, 5000)],
+)
+def test_the_default_validation_split_scales_with_the_data(train_images: int, classes: int, expected: int) -> None:
+    # 10%, at least 2 per class, at most 5,000, never more than half: CIFAR-10 keeps its 5,000
+    assert auto_val_size(train_images, classes) == expected
+
+
+def test_a_400_image_folder_trains_with_the_default_flags(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12: --val-size used to default to 5,000 images, so any folder of 5,000 or fewer stopped at once."""
+    write_image_folder(tmp_path, "train", learnable_split(100, seed=1))  # 4 classes x 100
+    write_image_folder(tmp_path, "test", learnable_split(5, seed=2))
+    output = tmp_path / "run" / "mine.safetensors"
+    argv = [
+        "--data-dir",
+        str(tmp_path),
+        "--output",
+        str(output),
+        "--device",
+        "cpu",
+        "--no-download",
+        "--no-progress",
+        "--epochs",
+        "1",
+        "--input-size",
+        "64",
+        "--no-ood",
+    ]  # fmt: skip  (no --val-size)
+    with caplog.at_level(logging.INFO):
+        train_module.cli(argv)
+    assert "training on 360 images, validating on 40 (--val-size not given" in caplog.text
+    ckpt = load_checkpoint(output)
+    assert ckpt.config["val_size"] is None and ckpt.metrics["val_images"] == 40
+    assert "temperature" in ckpt.calibration  # the split was there to calibrate on

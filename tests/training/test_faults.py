@@ -29,7 +29,7 @@ from models import files, load_checkpoint
 from models.files import temp_files
 from tests.helpers import FullDisk
 from tests.training.helpers import command_line, tiny_config
-from training import train
+from training import saving, train
 from training.config import TrainConfig
 from training.state import state_path
 
@@ -170,16 +170,17 @@ def test_full_disk_keeps_the_previous_file_and_says_so_in_one_line(
     config = replace(_fault_config(learnable_folder, tmp_path / "alexnet.safetensors", epochs=1), resume=False)
     path = state_path(config.output) if victim == "state" else Path(config.output)
     path.write_bytes(b"the previous file")
-    # The disk fills up just as that file is written; everything before it was written normally.
-    name = "save_state" if victim == "state" else "save_checkpoint"
-    save = getattr(train, name)
+    # The disk fills up just as that file is written; everything before it was written normally. (The state
+    # is written by the saver's background thread, through training.saving's write_state.)
+    module, name = (saving, "write_state") if victim == "state" else (train, "save_checkpoint")
+    save = getattr(module, name)
 
     def full_disk_save(*args: Any, **kwargs: Any) -> Any:
         with monkeypatch.context() as patch:
             patch.setattr(files, "FileIO", FullDisk)
             return save(*args, **kwargs)
 
-    monkeypatch.setattr(train, name, full_disk_save)
+    monkeypatch.setattr(module, name, full_disk_save)
     with pytest.raises(SystemExit) as exited, caplog.at_level(logging.ERROR):
         train.cli(command_line(config))
     assert exited.value.code == 1
