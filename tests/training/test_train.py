@@ -77,7 +77,7 @@ def test_evaluate_cli_recomputes_the_same_metrics(trained: tuple[TrainConfig, di
     got, want = recomputed["calibration"], metrics["calibration"]
     assert got["temperature"] == want["temperature"]  # the checkpoint's temperature, and the same numbers from it
     for key in ("test_ece_before", "test_ece_after", "test_nll_before", "test_nll_after"):
-        assert got[key] == pytest.approx(want[key], abs=1e-5), key  # NCHW in training, channels_last here
+        assert got[key] == pytest.approx(want[key], abs=1e-5), key  # the batch sizes differ from training's
     assert recomputed["test_accuracy"] == metrics["test_accuracy"]
     assert recomputed["test_accuracy_single_view"] == metrics["test_accuracy_single_view"]
     assert recomputed["confusion_matrix"] == metrics["confusion_matrix"]
