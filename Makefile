@@ -11,12 +11,16 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-CHECKPOINT ?= checkpoints/alexnet-cifar10.safetensors
+# The checkpoint `make serve` trains when it is missing. A CHECKPOINT you name is yours: served, never trained
+# (a typo stops with a message instead of starting a training run at that path).
+TRAINED_CHECKPOINT ?= checkpoints/alexnet-cifar10.safetensors
+CHECKPOINT ?= $(TRAINED_CHECKPOINT)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# What a CPU trains when there is no GPU: a short run to have something to serve, not the real model
-# (as in docker-compose.cpu.yml: 5-8.5 minutes and 41% test accuracy on a 2-core machine).
-CPU_TRAIN_ARGS ?= --input-size 64 --train-subset 5000 --val-size 1000 --epochs 4 --batch-size 64 --lr 0.02
+# What a CPU trains when there is no GPU: the CPU stand-in recipe, a short run to have something to serve, not
+# the real model (as in docker-compose.cpu.yml: 5-8.5 minutes and 41% test accuracy on a 2-core machine). The
+# checkpoint records the recipe; the service's log, /health and /model say it is a stand-in.
+CPU_TRAIN_ARGS ?= --recipe cpu
 
 BIN := $(VENV)/bin
 
@@ -36,6 +40,10 @@ $(VENV)/.installed: pyproject.toml
 
 checkpoint: $(CHECKPOINT)
 
+ifneq ($(CHECKPOINT),$(TRAINED_CHECKPOINT))
+$(CHECKPOINT):
+	@echo "serve: no checkpoint at $@: a checkpoint you name is served, never trained (make serve alone trains $(TRAINED_CHECKPOINT))" >&2; exit 1
+else
 # Built only when the file is missing. Order-only on install: a re-install never triggers training.
 # --resume: an interrupted run goes on from its last finished epoch (with no state file it starts afresh).
 $(CHECKPOINT): | $(VENV)/.installed
@@ -49,6 +57,7 @@ $(CHECKPOINT): | $(VENV)/.installed
 		device_args="--device cpu $(CPU_TRAIN_ARGS)"; \
 	fi; \
 	$(BIN)/alexnet-train --output $@ --resume $$device_args
+endif
 
 docker-lint:
 	scripts/lint_docker.sh

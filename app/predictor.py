@@ -49,8 +49,9 @@ class Predictor:
             temperature=checkpoint.temperature,
             calibrated="temperature" in checkpoint.calibration,
             abstention=abstention_info(checkpoint, threshold),
+            stand_in=checkpoint.stand_in,
         )
-        _warn_if_incomplete(self.info, source or "the checkpoint")
+        _warn_if_incomplete(self.info, source or "the checkpoint", device)
         # What GET /model.json tells: the checkpoint's own description of itself.
         self.metadata = {
             "model": self.info.model_dump(mode="json"), "format_version": checkpoint.format_version,
@@ -109,12 +110,18 @@ def abstention_info(checkpoint: Checkpoint, threshold: float | None) -> Abstenti
                           target=checkpoint.abstention.get("target", ""))  # fmt: skip
 
 
-def _warn_if_incomplete(info: ModelInfo, name: str) -> None:
+def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device) -> None:
     if not info.calibrated:
         logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
                        "alexnet-evaluate --calibrate fits a temperature", name)  # fmt: skip
     if info.abstention is None:
         logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)", name)
+    if info.stand_in:
+        logger.warning("%s is a CPU stand-in (--recipe cpu: a short run at 64 px), not the real model: expect "
+                       "about 41%% accuracy; train the default recipe on a GPU for the real one", name)  # fmt: skip
+        if device.type == "cuda":
+            logger.warning("a GPU is here: move %s aside and run `make serve` (or alexnet-train) to train the "
+                           "real model", name)  # fmt: skip
 
 
 def warmup_sizes(largest: int) -> list[int]:

@@ -52,6 +52,11 @@ class CheckpointError(Exception):
         self.problem = problem
 
 
+# Training recipes whose checkpoints are stand-ins (a short CPU run to have something to serve), not the model
+# this project is about: the trainer, its report, the service's log and /health all say so.
+STAND_IN_RECIPES = frozenset({"cpu"})
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Everything a checkpoint holds, checked."""
@@ -79,6 +84,11 @@ class Checkpoint:
     def temperature(self) -> float:
         """What the logits are divided by before the softmax; 1 for an uncalibrated checkpoint."""
         return float(self.calibration.get("temperature", 1.0))
+
+    @property
+    def stand_in(self) -> bool:
+        """Trained by a stand-in recipe (``--recipe cpu``), not the real model."""
+        return self.config.get("recipe") in STAND_IN_RECIPES
 
     def build_model(self) -> AlexNet:
         """The network with these weights, in eval mode, on the CPU."""

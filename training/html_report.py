@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.checkpoint import REPORT_FILE, REPORT_SHA_META
+from models.checkpoint import REPORT_FILE, REPORT_SHA_META, STAND_IN_RECIPES
 from models.files import atomic_write
 
 __all__ = ["REPORT_FILE", "hardest_images", "render", "write_html_report"]
@@ -123,9 +123,13 @@ def render(metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, 
         f"<title>AlexNet model report</title><style>{STYLE}</style></head><body>",
         f"<h1>AlexNet on {len(classes)} classes</h1><p class=sub>weights sha256 <code>{sha}</code></p>",
     ]
-    if str(metrics.get("device", "")).startswith("cpu"):
-        parts.append("<p class=notice>Trained on a CPU: a short stand-in run to have something to serve, not the "
-                     "full recipe (which aims at 90% on a GPU).</p>")  # fmt: skip
+    if config.get("recipe") in STAND_IN_RECIPES:
+        parts.append(f"<p class=notice>A CPU stand-in (<code>--recipe {html.escape(config['recipe'])}</code>): a "
+                     "short run to have something to serve, not the real model. The default recipe on a GPU aims at "
+                     "90%.</p>")  # fmt: skip
+    elif str(metrics.get("device", "")).startswith("cpu"):
+        parts.append("<p class=notice>Trained on a CPU: check the recipe and the numbers below before relying on "
+                     "it; the default recipe on a GPU aims at 90%.</p>")  # fmt: skip
     parts.append("<div class=cards>" + "".join(f"<div class=card>{t}<b>{v}</b></div>" for t, v in cards) + "</div>")
     parts += ["<h2>Per class</h2>", _precision_recall(metrics, classes)]
     for title, path in pictures.items():

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models import AlexNet, CheckpointError, Classifier, DeviceError, Preprocess, PreprocessSpec, save_checkpoint
+from models.checkpoint import STAND_IN_RECIPES
 from models.files import WriteError
 from models.inference import autocast
 from models.transforms import UNNORMALIZED
@@ -309,6 +310,9 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         if world.is_main:
             log.info("%s on %s x%d: %d steps/epoch of %d images, recipe %s", dataset.source, world.device,
                      world.size, run.steps_per_epoch, run.batch_size, config.recipe)  # fmt: skip
+            if config.recipe in STAND_IN_RECIPES:
+                log.warning("recipe %s: a CPU stand-in, to have something to serve, not the real model (about 41%% "
+                            "test accuracy); the default recipe on a GPU is the real one", config.recipe)  # fmt: skip
             if world.distributed:
                 log.info("DDP over %d ranks (%s backend)", world.size, torch.distributed.get_backend())
             if world.device.type == "cpu" and config.epochs * len(dataset.train) > 200_000:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ import uvicorn
 from app.cli import Server
 from app.main import create_app
 from app.predictor import Predictor
+from models import load_checkpoint, save_checkpoint
 from tests.app.helpers import LiveServer, files, png, service_settings
 
 
@@ -61,3 +64,21 @@ def test_health_is_503_once_a_signal_arrives(tiny_checkpoint) -> None:
     response = asyncio.run(health())
     assert response.status_code == 503 and response.json()["status"] == "stopping"
     assert server.should_exit
+
+
+def test_a_cpu_stand_in_says_so_in_health_and_the_log(
+    tiny_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    stand_in = tmp_path / "stand-in.safetensors"
+    save_checkpoint(stand_in, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
+                    preprocess=ckpt.preprocess, config={"recipe": "cpu"})  # fmt: skip
+    for checkpoint, expected in ((stand_in, True), (tiny_checkpoint, False)):
+        with caplog.at_level(logging.WARNING):
+            server = LiveServer(service_settings(checkpoint)).start()
+        try:
+            assert httpx.get(f"{server.url}/health").json()["model"]["stand_in"] is expected
+        finally:
+            server.stop()
+        assert ("is a CPU stand-in (--recipe cpu" in caplog.text) is expected
+        caplog.clear()

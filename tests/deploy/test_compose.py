@@ -73,7 +73,7 @@ def test_cpu_override_reserves_no_gpu_and_trains_a_short_run(render_compose) -> 
     assert services["api"]["environment"]["ALEXNET_DEVICE"] == "cpu"
     command = services["train"]["command"]
     assert command[command.index("--device") + 1] == "cpu"
-    assert "--train-subset" in command and "--epochs" in command
+    assert command[command.index("--recipe") + 1] == "cpu"  # the stand-in recipe (training/config.py RECIPES)
     # A CPU run is saved under its own name, so a GPU host never serves it as if it were the full recipe.
     assert "cpu" in served
     assert services["api-replica"]["deploy"]["replicas"] >= 2

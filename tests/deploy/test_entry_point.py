@@ -62,7 +62,7 @@ def test_the_load_balancer_check_and_the_benchmarks_start_the_entry_point() -> N
 def test_every_launcher_names_the_default_checkpoint() -> None:
     """models.DEFAULT_CHECKPOINT is the one home; the files that cannot import it must say the same."""
     name = Path(DEFAULT_CHECKPOINT).name
-    makefile = re.search(r"^CHECKPOINT \?= (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    makefile = re.search(r"^TRAINED_CHECKPOINT \?= (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
     assert makefile == DEFAULT_CHECKPOINT
     assert f"ALEXNET_CHECKPOINT=/checkpoints/{name}" in (REPO / "Dockerfile").read_text()
     assert f"ALEXNET_CHECKPOINT_NAME:-{name}" in (REPO / "docker-compose.yml").read_text()

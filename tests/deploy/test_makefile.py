@@ -50,10 +50,18 @@ def test_an_existing_checkpoint_is_served_without_training(tmp_path: Path, tiny_
 
 def test_a_missing_checkpoint_is_trained_first_and_resumable(tmp_path: Path) -> None:
     venv, checkpoint = fake_venv(tmp_path), tmp_path / "out" / "model.safetensors"
-    result = make("-n", "serve", f"VENV={venv}", f"CHECKPOINT={checkpoint}", tmp_path=tmp_path)
+    result = make("-n", "serve", f"VENV={venv}", f"TRAINED_CHECKPOINT={checkpoint}", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     train_at = result.stdout.index(f"alexnet-train --output {checkpoint} --resume")
     assert train_at < result.stdout.index(f"alexnet-serve --checkpoint {checkpoint}")
+
+
+def test_a_checkpoint_you_name_is_never_trained(tmp_path: Path) -> None:
+    venv, typo = fake_venv(tmp_path), tmp_path / "mine.safetensros"
+    result = make("serve", f"VENV={venv}", f"CHECKPOINT={typo}", tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert f"no checkpoint at {typo}: a checkpoint you name is served, never trained" in result.stderr
+    assert "alexnet-train" not in result.stdout and not typo.exists()
 
 
 def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Path) -> None:
@@ -62,7 +70,11 @@ def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Pa
     venv, checkpoint = fake_venv(tmp_path), tmp_path / "out" / "model.safetensors"
     cpu_args = "--epochs 3 --no-download"
     result = make(
-        "checkpoint", f"VENV={venv}", f"CHECKPOINT={checkpoint}", f"CPU_TRAIN_ARGS={cpu_args}", tmp_path=tmp_path
+        "checkpoint",
+        f"VENV={venv}",
+        f"TRAINED_CHECKPOINT={checkpoint}",
+        f"CPU_TRAIN_ARGS={cpu_args}",
+        tmp_path=tmp_path,
     )
     if "a GPU is here" in result.stdout:
         pytest.skip("this machine has a GPU: the CPU branch is not taken")

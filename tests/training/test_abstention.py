@@ -15,6 +15,7 @@ from models.abstention import SCORES
 from models.checkpoint import REPORT_FILE, REPORT_SHA_META
 from training.abstention import TARGET_FLAGGED, _compare, auroc, fpr_at_95_tpr
 from training.config import TrainConfig
+from training.html_report import render
 from training.ood_sets import GENERATED, generated_sets, ood_sets
 
 
@@ -77,3 +78,11 @@ def test_the_report_page_is_self_contained(trained: tuple[TrainConfig, dict[str,
     for heading in ("Per class", "Reliability", "None of these", "The hardest test images", "Training config"):
         assert heading in page, heading
     assert json.loads(json.dumps(config.to_dict()))  # the config the page lists is plain JSON
+
+
+def test_a_stand_in_reports_itself_as_one(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    config, metrics = trained
+    report = {**metrics, "config": {**config.to_dict(), "recipe": "cpu"}, "weights_sha256": "0" * 64}
+    page = render(report, ("a", "b", "c", "d"), {})
+    assert "A CPU stand-in (<code>--recipe cpu</code>)" in page
+    assert "A CPU stand-in" not in render({**report, "config": config.to_dict()}, ("a", "b", "c", "d"), {})

@@ -29,6 +29,15 @@ def test_seed_recipe_is_the_guides_recipe_and_flags_override_it() -> None:
     assert parse_args(["--epochs", "2", "--recipe", "seed", "--flip"]).flip  # order does not matter
 
 
+def test_the_cpu_recipe_is_the_stand_in_and_flags_override_it() -> None:
+    cpu = parse_args(["--recipe", "cpu"])
+    assert (cpu.input_size, cpu.train_subset, cpu.val_size, cpu.epochs, cpu.batch_size, cpu.lr) == (
+        64, 5000, 1000, 4, 64, 0.02
+    )  # fmt: skip
+    assert cpu.optimizer == "sgd" and cpu.ema_decay > 0  # otherwise the default recipe
+    assert parse_args(["--recipe", "cpu", "--epochs", "8"]).epochs == 8
+
+
 def test_the_device_vocabulary_is_the_services() -> None:
     assert [parse_args(["--device", name]).device for name in ("auto", "cpu", "cuda", "cuda:1")] == [
         "auto", "cpu", "cuda", "cuda:1"
@@ -41,7 +50,7 @@ def test_help_comes_from_the_fields(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "--optimizer {sgd,adam}" in text and "--schedule {linear,cosine,constant}" in text
     assert "pixels: random crop after zero padding (0 = off) (default recipe: 4)" in text
-    assert "--recipe {default,seed}" in text
+    assert "--recipe {default,seed,cpu}" in text
 
 
 def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
