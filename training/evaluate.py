@@ -3,12 +3,13 @@
 It rebuilds the network, its preprocessing and its temperature from the checkpoint alone
 (``models.load_checkpoint``), reads the test split at the checkpoint's source size, runs it through the one
 inference pass (``models.Classifier``, as the service does), and writes metrics.json and the pictures
-(confusion matrix, per-class accuracy, training curves, reliability diagram) with report.html to evaluation/
-beside the checkpoint (or ``--output-dir``; beside the checkpoint itself after ``--calibrate``, which rewrites
-the checkpoint), never over the training run's own. When the checkpoint records how its validation split was
-held out, the out-of-distribution comparison is recomputed too. ``--calibrate`` fits the temperature and the
-abstention rule on the checkpoint's own validation split (held out from train again from its recorded seed and
-sizes) and writes them into the checkpoint: the way to bring a checkpoint trained before them up to date.
+(confusion matrix, per-class accuracy, training curves, reliability diagram) with report.html beside the
+checkpoint, or in evaluation/ beside it when a report is there already (never over the training run's own,
+except after ``--calibrate``, which rewrites the checkpoint), or in ``--output-dir``. When the checkpoint
+records how its validation split was held out, the out-of-distribution comparison is recomputed too.
+``--calibrate`` fits the temperature and the abstention rule on the checkpoint's own validation split (held
+out from train again from its recorded seed and sizes) and writes them into the checkpoint: the way to bring a
+checkpoint trained before them up to date.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from models import (
     resolve_device,
     save_checkpoint,
 )
+from models.checkpoint import REPORT_FILE
 from models.files import WriteError
 from models.inference import DEVICE_NAMES, PRECISIONS
 from training.abstention import judge
@@ -98,13 +100,15 @@ def evaluate_checkpoint(
 
 
 def default_output_dir(checkpoint: Path, calibrate: bool) -> Path:
-    """Where the report goes without --output-dir: beside the checkpoint only when --calibrate rewrote it.
+    """Where the report goes without --output-dir: beside the checkpoint, unless that would overwrite a run's own.
 
-    A plain evaluation must not overwrite the training run's metrics.json, pictures and report.html (the
-    page /model serves), so it writes to evaluation/ beside the checkpoint; after --calibrate the checkpoint
-    itself has changed, and its own report must say so.
+    A plain evaluation of a checkpoint that already has its report (the training run's metrics.json, pictures
+    and report.html, the page /model serves) writes to evaluation/ beside it instead. After --calibrate the
+    checkpoint itself has changed, and its own report must say so: beside it.
     """
-    return checkpoint.parent if calibrate else checkpoint.parent / EVALUATION_DIR
+    if calibrate or not (checkpoint.parent / REPORT_FILE).exists():
+        return checkpoint.parent
+    return checkpoint.parent / EVALUATION_DIR
 
 
 def validation_split(ckpt: Checkpoint, train: Split) -> Split:
@@ -131,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir",
         type=Path,
         default=None,
-        help=f"where to write the report (default: {EVALUATION_DIR}/ beside the checkpoint; with --calibrate, "
-        "beside the checkpoint itself)",
+        help=f"where to write the report (default: beside the checkpoint; {EVALUATION_DIR}/ beside it when a "
+        "report is there already, unless --calibrate)",
     )
     parser.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=False, help="fetch CIFAR-10 if absent"

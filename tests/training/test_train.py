@@ -16,6 +16,7 @@ from tests.helpers import TEST_INPUT_SIZE
 from tests.training.helpers import CLASSES
 from training import evaluate as evaluate_module
 from training.config import TrainConfig
+from training.evaluate import default_output_dir
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
 from training.state import StateError, load_state, state_path
 from training.train import cli
@@ -133,3 +134,11 @@ def test_train_cli_reports_data_problems_without_traceback(tmp_path: Path, caplo
         cli(["--data-dir", str(tmp_path / "absent"), "--no-download", "--output", str(tmp_path / "x.safetensors")])
     assert info.value.code == 1
     assert "does not exist: expected the CIFAR-10 python version" in caplog.text
+
+
+def test_evaluate_never_overwrites_the_runs_own_report(trained: tuple[TrainConfig, dict[str, Any]]) -> None:
+    config, _ = trained
+    checkpoint = Path(config.output)
+    assert default_output_dir(checkpoint, calibrate=False) == checkpoint.parent / "evaluation"  # a report is there
+    assert default_output_dir(checkpoint, calibrate=True) == checkpoint.parent  # the checkpoint itself changed
+    assert default_output_dir(checkpoint.parent / "new" / "x.safetensors", calibrate=False).name == "new"
