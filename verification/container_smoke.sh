@@ -28,6 +28,8 @@ BASE_IMAGE_NAME="localhost/alexnet-bookworm-min:latest"
 IMAGE="${SMOKE_IMAGE:-localhost/alexnet-service:smoke}"
 PORT="${SMOKE_PORT:-18000}"
 CONTAINER="alexnet-smoke-$$"
+MODE="${1:-}"  # --build, --run or nothing (both)
+[[ -z "$MODE" || "$MODE" == --build || "$MODE" == --run ]] || { echo "usage: $0 [--build|--run]" >&2; exit 2; }
 WORK="$(mktemp -d)"
 API_KEY="smoke-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"  # fresh each run; never printed
 
@@ -49,7 +51,7 @@ print_timings() {
 cleanup() {
     print_timings
     podman rm -f "$CONTAINER" >/dev/null 2>&1 || true
-    [[ "${SMOKE_KEEP_IMAGE:-0}" == 1 ]] || podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    [[ "${SMOKE_KEEP_IMAGE:-0}" == 1 || "$MODE" == --build ]] || podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -256,24 +258,20 @@ check_container() {
 
 # One step per line: under `set -e`, a function called on the left of `&&` runs with errexit off, so a failed
 # command inside it would not stop the script.
-# `--prepare`: only the tools and the base image (apt-get and debootstrap from nothing: about 4 minutes of mostly
-# network and disk), so that CI can run them while the test suite runs; the full run then finds them made.
+# `--build`: only the tools, the base image and the image (apt-get, debootstrap and podman build: about 5 minutes
+# from nothing, mostly network and disk), kept for a later `--run`, so that CI can build while the test suite
+# runs; `--run`: only the container checks, on that image (then removed). No argument: both, one after the other.
 main() {
     [[ $EUID == 0 ]] || die "run as root (podman needs it on this kind of machine)"
-    install_tools
-    configure_podman
-    timed "tools (apt-get when missing)"
-    make_base_image
-    timed "base image (debootstrap when missing)"
-    if [[ "${1:-}" == "--prepare" ]]; then
-        log "prepared: podman and the base image are ready"
+    if [[ "$MODE" != --run ]]; then
+        build_steps
+    else
+        podman image exists "$IMAGE" || die "no image $IMAGE: run verification/container_smoke.sh --build first"
+    fi
+    if [[ "$MODE" == --build ]]; then
+        log "built: $IMAGE is ready for --run"
         return
     fi
-    check_build_context
-    timed "build context check"
-    pip_build_config
-    build_image
-    timed "podman build"
     write_tiny_checkpoint
     timed "tiny checkpoint"
     start_container
@@ -284,4 +282,17 @@ main() {
     log "OK"
 }
 
-[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"  # sourcing it only defines the functions
+build_steps() {
+    install_tools
+    configure_podman
+    timed "tools (apt-get when missing)"
+    make_base_image
+    timed "base image (debootstrap when missing)"
+    check_build_context
+    timed "build context check"
+    pip_build_config
+    build_image
+    timed "podman build"
+}
+
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main  # sourcing it only defines the functions
