@@ -266,6 +266,7 @@ main() {
     if [[ "$MODE" != --run ]]; then
         build_steps
     else
+        configure_podman  # its settings live in this process's environment: needed by every podman call
         podman image exists "$IMAGE" || die "no image $IMAGE: run verification/container_smoke.sh --build first"
     fi
     if [[ "$MODE" == --build ]]; then
