@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,6 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
+from app.errors import Unauthorized, send_error
 from app.routes import health, metrics
 
 logger = logging.getLogger(__name__)
@@ -95,14 +95,7 @@ class RequireApiKey:
             return
         # The body is never read: a client without the key cannot make the service parse an upload.
         challenge = f'{REALM}, error="invalid_token"' if presented else REALM
-        body = json.dumps({"detail": INVALID if presented else MISSING}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-            (b"www-authenticate", challenge.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, Unauthorized(INVALID if presented else MISSING, challenge))
 
 
 def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:

@@ -65,5 +65,7 @@ class Capacity:
         return worker_free_in + (ahead + images) / self.images_per_s + self.pass_seconds
 
     def retry_after(self, ahead: float) -> int:
-        """Whole seconds for the images ahead to drain: when a retry can expect room."""
+        """Whole seconds for the images ahead to drain: when a retry can expect room (1 until measured)."""
+        if not self.measured:
+            return 1
         return max(1, min(MAX_RETRY_AFTER_S, math.ceil(ahead / self.images_per_s)))

@@ -183,9 +183,8 @@ class Batcher:
         if self._stopping:
             raise NotReady("the service is shutting down")
         if self._queued_images + len(images) > self.max_queue:
-            retry = self.capacity.retry_after(self._queued_images) if self.capacity.measured else 1
             self.metrics.shed.inc()
-            raise QueueFull(self._queued_images, self.max_queue, retry)
+            raise QueueFull(self._queued_images, self.max_queue, self.capacity.retry_after(self._queued_images))
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.capacity.record_request(len(images))

@@ -13,8 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.deps import ServiceState
 from app.errors import ServiceError, send_error
-
-PREDICT_PATH = "/predict"
+from app.routes.predict import PREDICT_PATH
 
 
 class ShedAtTheDoor:

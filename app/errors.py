@@ -41,6 +41,15 @@ class PayloadTooLarge(ServiceError):
     status_code = 413
 
 
+class Unauthorized(ServiceError):
+    """401: an API key is required (app/access.py) and the request has none, or not that key."""
+
+    status_code = 401
+
+    def __init__(self, detail: str, challenge: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
 class NotFound(ServiceError):
     """404: what was asked for does not exist here (the report page of the loaded weights)."""
 
@@ -148,9 +157,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(CatchUnexpectedErrors)
 
 
-INTERNAL_ERROR_BODY = json.dumps({"detail": "internal server error"}).encode()
-
-
 async def send_error(send: Send, exc: ServiceError) -> None:
     """Answer ``exc`` straight to the ASGI server, for middlewares that refuse a request before routing."""
     body = json.dumps({"detail": exc.detail}).encode()
@@ -183,6 +189,4 @@ class CatchUnexpectedErrors:
             logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if response_started:
                 raise  # too late to answer: let the server drop the connection
-            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(INTERNAL_ERROR_BODY))]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
+            await send_error(send, InternalError())

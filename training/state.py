@@ -93,10 +93,6 @@ def write_state(path: Path, full: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(full, f))
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    write_state(path, snapshot(state))
-
-
 def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Read a state file and check that it belongs to this run's config."""
     try:

@@ -13,6 +13,7 @@ from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import FIELD, UploadLimits, decode_uploads, read_uploads
 
 router = APIRouter(tags=["predict"])
+PREDICT_PATH = "/predict"  # the route, its schema, and app/door.py's shedding before routing
 
 # The body is read by app.uploads as a stream (limits enforced while it arrives), so FastAPI does not parse
 # it; this tells the OpenAPI page what to send, which gives /docs its file picker.
@@ -80,7 +81,7 @@ def install_schema_limits(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         schema = build()  # cached by FastAPI; changed in place, to the same values every time
         state: ServiceState = app.state.service
-        operation = schema["paths"]["/predict"]["post"]
+        operation = schema["paths"][PREDICT_PATH]["post"]
         files = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"][FIELD]
         files.update(minItems=1, maxItems=state.settings.max_files)
         files["items"]["minLength"] = 1
@@ -104,7 +105,7 @@ def install_schema_limits(app: FastAPI) -> None:
 
 
 @router.post(
-    "/predict",
+    PREDICT_PATH,
     summary="Classify uploaded images",
     response_model=PredictResponse,
     responses=PREDICT_ERRORS,
