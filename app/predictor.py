@@ -118,10 +118,11 @@ def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device) -> Non
         logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)", name)
     if info.stand_in:
         logger.warning("%s is a CPU stand-in (--recipe cpu: a short run at 64 px), not the real model: expect "
-                       "about 41%% accuracy; train the default recipe on a GPU for the real one", name)  # fmt: skip
+                       "low accuracy (its test accuracy is on /model); train the default recipe on a GPU for the "
+                       "real one", name)  # fmt: skip
         if device.type == "cuda":
-            logger.warning("a GPU is here: move %s aside and run `make serve` (or alexnet-train) to train the "
-                           "real model", name)  # fmt: skip
+            logger.warning("a GPU is here: `make serve` trains and serves the real model (%s, the stand-in, keeps "
+                           "a name of its own), or alexnet-train --output <another path>", name)  # fmt: skip
 
 
 def warmup_sizes(largest: int) -> list[int]:

@@ -14,6 +14,8 @@ if [ -f "$checkpoint" ]; then
 fi
 
 # --resume: a run that was stopped (container killed, host rebooted) goes on from the state file the trainer
-# keeps beside the checkpoint after each epoch; with no state file it starts from the beginning.
-echo "train: no checkpoint at $checkpoint; training: python -m training --output $checkpoint --resume $*"
-exec python -m training --output "$checkpoint" --resume "$@"
+# keeps beside the checkpoint (written at most every minute, at the end and on SIGTERM); with no state file it
+# starts from the beginning. --stale-state restart: a state file of other settings (the image's recipe changed
+# since) is kept aside as <name>.state.pt.stale and training starts afresh, instead of stopping the stack.
+echo "train: no checkpoint at $checkpoint; training: python -m training --output $checkpoint --resume --stale-state restart $*"
+exec python -m training --output "$checkpoint" --resume --stale-state restart "$@"

@@ -139,6 +139,11 @@ class TrainConfig:
         non_negative_float,
     )
     resume: bool = option(False, "continue from the state file beside --output (epoch, optimizer, EMA, RNG)")
+    stale_state: Literal["refuse", "restart"] = option(
+        "refuse",
+        "with --resume, a state file saved under other settings: refuse (stop, naming the "
+        "differences) or restart (keep it as <name>.state.pt.stale and start afresh; make serve and compose)",
+    )
     progress: bool = option(True, "tqdm bar per epoch (only when stderr is a terminal)")
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ MAY_CHANGE = frozenset(
         "device",
         "ood",
         "save_every_s",
+        "stale_state",
     }
 )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -229,6 +230,21 @@ def restore(run: Run, path: Path) -> tuple[int, list[dict[str, Any]], float]:
     return state["epoch"], list(state["history"]), float(state["train_seconds"])
 
 
+def restore_or_restart(run: Run, path: Path) -> tuple[int, list[dict[str, Any]], float]:
+    """``restore``; with ``--stale-state restart``, a state file it refuses is kept aside and the run starts afresh
+    (``make serve`` after a change of recipe, say, must not stop on a state file of the old one)."""
+    try:
+        return restore(run, path)
+    except StateError as exc:
+        if run.config.stale_state != "restart":
+            raise
+        stale = path.with_name(path.name + ".stale")
+        if run.world.is_main:  # the other ranks refuse it too, from the file or, once moved, its absence
+            os.replace(path, stale)
+        log.warning("%s; --stale-state restart: starting afresh, the old file kept as %s", exc, stale)
+        return 0, [], 0.0
+
+
 def training_state(run: Run, epoch: int, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
     """What the state file holds after ``epoch`` (live tensors: the saver copies them before training goes on)."""
     return {
@@ -259,7 +275,7 @@ def fit(
     path = state_path(config.output)
     start, history, train_seconds = 0, [], 0.0
     if config.resume and path.is_file():
-        start, history, train_seconds = restore(run, path)
+        start, history, train_seconds = restore_or_restart(run, path)
     elif config.resume:
         log.info("no state file %s: starting from scratch", path)
     images = torch.from_numpy(dataset.train.images).to(world.device)  # uint8 (N, 3, S, S), resident
@@ -311,8 +327,9 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
             log.info("%s on %s x%d: %d steps/epoch of %d images, recipe %s", dataset.source, world.device,
                      world.size, run.steps_per_epoch, run.batch_size, config.recipe)  # fmt: skip
             if config.recipe in STAND_IN_RECIPES:
-                log.warning("recipe %s: a CPU stand-in, to have something to serve, not the real model (about 41%% "
-                            "test accuracy); the default recipe on a GPU is the real one", config.recipe)  # fmt: skip
+                log.warning("recipe %s: a CPU stand-in, to have something to serve, not the real model (low test "
+                            "accuracy: docs/training.md); the default recipe on a GPU is the real one",
+                            config.recipe)  # fmt: skip
             if world.distributed:
                 log.info("DDP over %d ranks (%s backend)", world.size, torch.distributed.get_backend())
             if world.device.type == "cpu" and config.epochs * len(dataset.train) > 200_000:

@@ -48,12 +48,56 @@ def test_an_existing_checkpoint_is_served_without_training(tmp_path: Path, tiny_
     assert f"alexnet-serve --checkpoint {tiny_checkpoint}" in result.stdout
 
 
-def test_a_missing_checkpoint_is_trained_first_and_resumable(tmp_path: Path) -> None:
-    venv, checkpoint = fake_venv(tmp_path), tmp_path / "out" / "model.safetensors"
-    result = make("-n", "serve", f"VENV={venv}", f"TRAINED_CHECKPOINT={checkpoint}", tmp_path=tmp_path)
+def checkpoints(tmp_path: Path) -> list[str]:
+    """The real model's and the CPU stand-in's paths, under tmp_path, as make variables."""
+    real, stand_in = tmp_path / "out" / "real.safetensors", tmp_path / "out" / "stand-in.safetensors"
+    return [f"TRAINED_CHECKPOINT={real}", f"STAND_IN_CHECKPOINT={stand_in}"]
+
+
+def served_and_trained(result: subprocess.CompletedProcess[str]) -> tuple[str, str | None]:
+    """From `make -n serve`: the checkpoint alexnet-serve gets and the one alexnet-train writes (None: none)."""
     assert result.returncode == 0, result.stderr
-    train_at = result.stdout.index(f"alexnet-train --output {checkpoint} --resume")
-    assert train_at < result.stdout.index(f"alexnet-serve --checkpoint {checkpoint}")
+    served = re.search(r"alexnet-serve --checkpoint (\S+)", result.stdout).group(1)
+    trained = re.search(r"alexnet-train --output (\S+) --resume", result.stdout)
+    if trained is not None:  # trained, then served
+        assert trained.start() < result.stdout.index("alexnet-serve --checkpoint")
+    return served, trained and trained.group(1)
+
+
+def test_without_a_gpu_the_stand_in_is_trained_under_its_own_name_and_resumable(tmp_path: Path) -> None:
+    venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
+    result = make("-n", "serve", f"VENV={venv}", *names, "HAS_GPU=false", tmp_path=tmp_path)
+    stand_in = names[1].split("=")[1]
+    assert served_and_trained(result) == (stand_in, stand_in)
+    assert f"--output {stand_in} --resume --stale-state restart --device cpu --recipe cpu" in result.stdout
+
+
+def test_a_gpu_trains_the_real_model_even_where_a_stand_in_was_left(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
+    real, stand_in = (Path(name.split("=")[1]) for name in names)
+    stand_in.parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, stand_in)  # what an earlier `make serve` without a GPU left
+    result = make("-n", "serve", f"VENV={venv}", *names, "HAS_GPU=true", tmp_path=tmp_path)
+    assert served_and_trained(result) == (str(real), str(real))
+    assert f"--output {real} --resume --stale-state restart --device cuda" in result.stdout
+
+
+def test_without_a_gpu_the_real_model_is_served_when_it_is_there(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
+    real = Path(names[0].split("=")[1])
+    real.parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, real)  # copied from a GPU host
+    result = make("-n", "serve", f"VENV={venv}", *names, "HAS_GPU=false", tmp_path=tmp_path)
+    assert served_and_trained(result) == (str(real), None)
+
+
+def test_the_gpu_probe_asks_the_installed_torch(tmp_path: Path) -> None:
+    # The probe itself, not overridden: on this machine it gives what torch says here.
+    import torch
+
+    venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
+    served, _ = served_and_trained(make("-n", "serve", f"VENV={venv}", *names, tmp_path=tmp_path))
+    assert served == names[0 if torch.cuda.is_available() else 1].split("=")[1]
 
 
 def test_a_checkpoint_you_name_is_never_trained(tmp_path: Path) -> None:
@@ -67,28 +111,26 @@ def test_a_checkpoint_you_name_is_never_trained(tmp_path: Path) -> None:
 def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Path) -> None:
     # The real trainer on an empty data folder, download off (nothing leaves this machine in tests):
     # the log says it is a short CPU run and how to run the full one, then the trainer's own message.
-    venv, checkpoint = fake_venv(tmp_path), tmp_path / "out" / "model.safetensors"
+    venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
+    real, stand_in = (Path(name.split("=")[1]) for name in names)
     cpu_args = "--epochs 3 --no-download"
-    result = make(
-        "checkpoint",
-        f"VENV={venv}",
-        f"TRAINED_CHECKPOINT={checkpoint}",
-        f"CPU_TRAIN_ARGS={cpu_args}",
-        tmp_path=tmp_path,
-    )
-    if "a GPU is here" in result.stdout:
-        pytest.skip("this machine has a GPU: the CPU branch is not taken")
+    result = make("checkpoint", f"VENV={venv}", *names, "HAS_GPU=false", f"CPU_TRAIN_ARGS={cpu_args}",
+                  tmp_path=tmp_path)  # fmt: skip
     assert result.returncode != 0
     assert f"SHORT CPU run ({cpu_args})" in result.stdout
-    assert f"for the full recipe run:  {venv}/bin/alexnet-train --output {checkpoint}" in result.stdout
+    assert f"it is saved as {stand_in}; a GPU host trains the real model as {real}" in result.stdout
+    assert f"for the full recipe on this CPU run:  {venv}/bin/alexnet-train --output {real}" in result.stdout
     assert str(tmp_path / "no-data") in result.stderr  # the trainer names the folder and what belongs there
     assert "Traceback" not in result.stderr
-    assert not checkpoint.exists()
+    assert not stand_in.exists() and not real.exists()
 
 
-def test_the_cpu_recipe_is_the_same_with_and_without_docker() -> None:
+def test_the_cpu_recipe_and_its_name_are_the_same_with_and_without_docker() -> None:
     makefile_args = re.search(r"^CPU_TRAIN_ARGS \?= (.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
     override = (REPO / "docker-compose.cpu.yml").read_text()
     command = json.loads(re.search(r"^    command: (\[.*?\])", override, re.M | re.S).group(1))
     assert command[:3] == ["alexnet-train-if-missing", "--device", "cpu"]
     assert command[3:] == makefile_args
+    stand_in = re.search(r"^STAND_IN_CHECKPOINT \?= (.*)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    names = set(re.findall(r"ALEXNET_CHECKPOINT_NAME:-([^}]+)}", override))
+    assert names == {Path(stand_in).name}  # one name for the stand-in, with and without Docker

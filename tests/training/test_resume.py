@@ -15,7 +15,7 @@ import torch
 
 from models import load_checkpoint
 from tests.training.helpers import command_line, tiny_config
-from training.state import state_path
+from training.state import StateError, state_path
 from training.train import main
 
 
@@ -59,3 +59,21 @@ def test_killed_run_resumes_to_identical_weights(learnable_folder: Path, tmp_pat
     _assert_same_tensors(ref_state["model"], new_state["model"])
     _assert_same_tensors(ref_state["optimizer"]["state"], new_state["optimizer"]["state"])
     assert resumed["test_accuracy"] == reference["test_accuracy"]
+
+
+def test_a_state_file_of_other_settings_is_refused_or_set_aside(learnable_folder: Path, tmp_path: Path) -> None:
+    # What `make serve` meets after a change of recipe: --resume with a state file the settings do not match.
+    output = tmp_path / "a.safetensors"
+    first = tiny_config(learnable_folder, output, train_subset=40, val_size=16, batch_size=20, epochs=1, ood=False)
+    main(first)
+    old_state = state_path(output).read_bytes()
+    output.unlink()
+    changed = replace(first, epochs=2, resume=True)
+    with pytest.raises(StateError, match=r"other settings \(epochs: 1 -> 2\)"):
+        main(changed)  # the default: stop and say what differs
+    assert state_path(output).read_bytes() == old_state and not output.exists()
+
+    restarted = main(replace(changed, stale_state="restart"))
+    assert [h["epoch"] for h in restarted["history"]] == [1, 2]  # from scratch, not from epoch 1
+    assert Path(str(state_path(output)) + ".stale").read_bytes() == old_state  # kept, not lost
+    assert torch.load(state_path(output), weights_only=True)["epoch"] == 2 and output.is_file()
