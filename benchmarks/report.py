@@ -1,4 +1,8 @@
-"""Turn a serving run's results into the targets check, a Markdown section and a latency/throughput plot."""
+"""Turn a serving run's results into the targets check, a Markdown section and a latency/throughput plot.
+
+A model-free run (``settings.model_free``: every forward pass a constant) gets its own section: what was
+replaced, and per server the requests/s, the server CPU per request and the share of the bare floor's rate.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,17 @@ SERVER_LABELS = {
     "service-nobatch": "this service, batching off",
     "plain-fastapi": "plain FastAPI",
     "litserve": "LitServe",
+    "bare-fastapi": "bare FastAPI (floor)",
 }
+FLOOR = "bare-fastapi"
+MODEL_FREE_NOTE = (
+    "**Model-free run: in every server the forward pass replaced by a constant** (fixed logits of the right "
+    "shape, returned at once), so these are the servers' own costs per request, not the model's. HTTP, "
+    "multipart parsing, image decoding, preprocessing, thread hops, batching, response building and middleware "
+    "are real. The bare FastAPI floor lets Starlette's form parser read the upload and answers a fixed "
+    "prediction: no decode, no model, the framework's own cost. No in-process limit and no targets here: "
+    "they are about the model (see the real-model section)."
+)
 
 
 def find_row(rows: list[dict], server: str, kind: str, images: int, concurrency: int | None = None) -> list[dict]:
@@ -138,6 +152,43 @@ def _scenario_tables(results: dict) -> list[str]:
     return lines
 
 
+def _per_request_cpu_ms(row: dict) -> float | None:
+    """Server CPU milliseconds per answered request: the overhead that bounds requests/s once cores are busy."""
+    return row["server_cpu_cores"] * 1000 / row["requests_per_s"] if row["requests_per_s"] else None
+
+
+def _overhead_tables(results: dict) -> list[str]:
+    """The model-free tables: requests/s first, per-request server CPU, and the rate as a share of the floor's."""
+    lines = []
+    rows = [r for r in results["results"] if "failed" not in r]
+    keys = sorted({(r["kind"], r["images_per_request"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    for kind, images in keys:
+        size = results["settings"]["upload_bytes"][kind] / 1024
+        what = "32x32 CIFAR PNGs" if kind == "cifar" else "3000x2000 JPEGs"
+        lines += [
+            f"#### Model-free, {what} (about {size:,.0f} KB each), {images} per request",
+            "",
+            "| server | clients | requests/s | of the floor's | images/s | p50 ms | p99 ms | errors "
+            "| server CPU (cores) | server CPU ms per request |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        cells = [r for r in rows if (r["kind"], r["images_per_request"]) == (kind, images)]
+        for r in sorted(cells, key=lambda r: (r["concurrency"], list(SERVER_LABELS).index(r["server"]))):
+            floor = find_row(rows, FLOOR, kind, images, r["concurrency"])
+            share = r["requests_per_s"] / floor[0]["requests_per_s"] if floor and floor[0]["requests_per_s"] else None
+            errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
+            lines.append(
+                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {num(r['requests_per_s'])} | "
+                f"{'-' if share is None else f'{100 * share:.0f}%'} | {num(r['images_per_s'])} | "
+                f"{num(r['latency_ms']['p50'])} | {num(r['latency_ms']['p99'])} | {errors} | "
+                f"{num(r['server_cpu_cores'], 2)} | {num(_per_request_cpu_ms(r), 2)} |"
+            )
+        lines.append("")
+    for r in (r for r in results["results"] if "failed" in r):
+        lines += [f"**{SERVER_LABELS[r['server']]} was not measured**: {r['failed']}.", ""]
+    return lines
+
+
 def _limit_tables(limit: dict) -> list[str]:
     sizes = sorted({r["batch_size"] for r in limit["sweep"]})
     lines = [
@@ -183,7 +234,9 @@ def _targets_table(targets: list[dict]) -> list[str]:
 
 def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: Path | None = None) -> str:
     settings = results["settings"]
+    model_free = settings.get("model_free", False)
     lines = [
+        *([MODEL_FREE_NOTE, ""] if model_free else []),
         f"Measured on: {machine_line(results['machine'])}",
         "",
         f"Command: `{results['command']}` ({results['elapsed_s']:.0f} s). Each level: {settings['warmup_s']:g} s "
@@ -195,8 +248,9 @@ def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: 
     ]
     if results.get("limit"):
         lines += _limit_tables(results["limit"])
-    lines += _scenario_tables(results)
-    lines += _targets_table(results["targets"])
+    lines += _overhead_tables(results) if model_free else _scenario_tables(results)
+    if results["targets"]:
+        lines += _targets_table(results["targets"])
     if plot_path is not None:
         link = os.path.relpath(plot_path, relative_to) if relative_to else str(plot_path)
         lines += [f"![latency against throughput]({link})", ""]
@@ -256,7 +310,8 @@ def plot_latency_throughput(results: dict, path: Path) -> None:
     machine = results["machine"]
     figure.suptitle(
         f"AlexNet serving, {machine['device']} on {machine['cpu_cores']} cores"
-        + (f", {machine['gpu']}" if machine.get("gpu") else ""),
+        + (f", {machine['gpu']}" if machine.get("gpu") else "")
+        + (": model-free, forward pass replaced by a constant" if results["settings"].get("model_free") else ""),
         fontsize=10,
     )
     figure.tight_layout()

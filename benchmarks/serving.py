@@ -3,6 +3,7 @@
     python -m benchmarks.serving --out docs/benchmarks --plot docs/images/serving-latency-throughput.png \
         --update-doc docs/benchmarks.md          # the full run: about 8 minutes on 2 CPU cores
     python -m benchmarks.serving --quick --out /tmp/bench   # a smoke test: about 2 minutes
+    python -m benchmarks.serving --model-free --out docs/benchmarks --update-doc docs/benchmarks.md
 
 Every server is started in turn as a subprocess on a free loopback port with the same random-weight
 checkpoint (the real network at 224x224: timings do not depend on the weights) and the same device, is
@@ -10,6 +11,17 @@ driven by the same load generator through the same scenarios, and is stopped bef
 A scenario is ``KIND:IMAGES:LEVELS``: ``cifar:1:1,8,32`` sends one 32x32 PNG per request at 1, 8 and 32
 concurrent clients; ``photo`` sends 6-megapixel JPEGs. Traffic stays on 127.0.0.1, and the run is
 bounded: warm-up + duration per level, a request timeout, and a fixed list of levels.
+
+``--model-free`` measures what each server costs per request outside the model (on a GPU the model is
+nearly free, so that cost is what bounds requests/s there): in every server the network's forward pass is
+replaced by a constant, fixed logits of the right shape returned at once (``benchmarks.servers.model_free``),
+while HTTP, multipart parsing, image decoding, preprocessing, thread hops, batching, response building and
+middleware stay real. The bare FastAPI floor (``benchmarks.servers.bare_fastapi``: Starlette's form parser
+reads the upload, a fixed answer, no decode, no model) is always added, as the framework's own cost. The
+in-process limit and the targets, which are about the model, are skipped. The results go to
+``serving-model-free.json`` / ``.md`` (and ``-model-free`` is added to a ``--plot`` name), the server logs
+to ``logs-model-free/``, and ``--update-doc`` replaces the ``serving-model-free`` section, so a model-free
+run never overwrites the real-model results. Their tables give requests/s and server CPU ms per request.
 """
 
 from __future__ import annotations
@@ -32,7 +44,13 @@ from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep, parallel_
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.machine import describe_machine, load_average
 from benchmarks.payloads import IMAGE_KINDS, cifar_arrays, default_cifar_dir, make_uploads, multipart_body
-from benchmarks.servers.catalog import SERVER_NAMES, litserve_installed, server_specs, service_defaults
+from benchmarks.servers.catalog import (
+    FLOOR_NAME,
+    SERVER_NAMES,
+    litserve_installed,
+    server_specs,
+    service_defaults,
+)
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
 from models import load_checkpoint, save_random_checkpoint
 from training.logs import configure_logging
@@ -105,11 +123,12 @@ def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path) -> l
                         "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
                     }
                     logger.info(
-                        "%-16s %-9s c=%-3d %8.1f img/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
+                        "%-16s %-9s c=%-3d %8.1f img/s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
                         spec.name,
                         scenario.label(),
                         level,
                         row["images_per_s"],
+                        row["requests_per_s"],
                         row["latency_ms"]["p50"],
                         row["latency_ms"]["p99"],
                         row["error_count"],
@@ -138,7 +157,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serving benchmark (see docs/benchmarks.md).")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="folder for serving.json/.md")
     parser.add_argument("--plot", type=Path, help="PNG of latency against throughput (default: OUT/serving.png)")
-    parser.add_argument("--update-doc", type=Path, help="replace the generated section of this Markdown file")
+    parser.add_argument(
+        "--update-doc",
+        type=Path,
+        help="replace the generated section (serving, or serving-model-free) of this Markdown file",
+    )
     parser.add_argument("--servers", default=",".join(SERVER_NAMES), help=f"comma list from {SERVER_NAMES}")
     parser.add_argument("--scenario", action="append", type=Scenario.parse, help="KIND:IMAGES:LEVELS (repeat)")
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per level (default 8)")
@@ -160,6 +183,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-limit", action="store_true", help="skip the in-process limit")
     parser.add_argument("--limit-seconds", type=float, default=2.0, help="timing per batch size of the limit")
     parser.add_argument("--quick", action="store_true", help="smoke test: short levels, few scenarios")
+    parser.add_argument(
+        "--model-free",
+        action="store_true",
+        help="every server's forward pass a constant, plus the bare FastAPI floor: the per-request overhead "
+        "(writes serving-model-free.*; no limit, no targets)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = min(args.duration, 2.0), min(args.warmup, 1.0)
@@ -168,9 +197,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         Scenario.parse(s) for s in (QUICK_SCENARIOS if args.quick else DEFAULT_SCENARIOS)
     ]
     args.server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = set(args.server_names) - set(SERVER_NAMES)
+    unknown = set(args.server_names) - {*SERVER_NAMES, FLOOR_NAME}
     if unknown:
         parser.error(f"unknown servers {sorted(unknown)}; choose from {SERVER_NAMES}")
+    if args.model_free:
+        args.no_limit = True  # the limit times the network, which a model-free run does not have
+        if FLOOR_NAME not in args.server_names:
+            args.server_names.append(FLOOR_NAME)  # the reference the other servers are read against
+    elif FLOOR_NAME in args.server_names:
+        parser.error(f"{FLOOR_NAME} has no model: it is measured with --model-free only")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     return args
@@ -204,14 +239,17 @@ def main(argv: list[str] | None = None) -> dict:
             if args.no_limit
             else run_limit(checkpoint, torch.device(args.device), uploads, args.cifar_dir, args.limit_seconds)
         )
-        specs = server_specs(args.python, checkpoint, args.device, max_batch, max_wait, max_files)
+        specs = server_specs(
+            args.python, checkpoint, args.device, max_batch, max_wait, max_files, model_free=args.model_free
+        )
+        log_dir = args.out / ("logs-model-free" if args.model_free else "logs")  # the real run's logs are kept
         rows = []
         for name in args.server_names:
             if name == "litserve" and not litserve_installed():
                 logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
                 rows.append({"server": name, "failed": "litserve not installed"})
                 continue
-            rows += bench_server(specs[name], args.scenarios, uploads, args, args.out / "logs")
+            rows += bench_server(specs[name], args.scenarios, uploads, args, log_dir)
     results = {
         "command": "python -m benchmarks.serving " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
@@ -225,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
             "client_processes": args.client_processes,
             "scenarios": [s.__dict__ for s in args.scenarios],
             "input_size": args.input_size,
+            "model_free": args.model_free,
             "upload_bytes": {k: round(sum(len(u.data) for u in v) / len(v)) for k, v in uploads.items()},
         },
         "servers": {name: specs[name].description for name in args.server_names},
@@ -233,23 +272,36 @@ def main(argv: list[str] | None = None) -> dict:
         "elapsed_s": round(time.monotonic() - started, 1),
         "load_average_at_end": load_average(),
     }
-    results["targets"] = report.check_targets(results)
+    # The targets are about the model's throughput: a run without the model has none to check.
+    results["targets"] = [] if args.model_free else report.check_targets(results)
     write_outputs(results, args)
     return results
 
 
+def output_name(args: argparse.Namespace) -> str:
+    """The stem of the outputs and the name of the doc's section: a model-free run has its own."""
+    return "serving-model-free" if args.model_free else "serving"
+
+
+def model_free_path(path: Path) -> Path:
+    """``path`` with ``-model-free`` added to its name, unless it says so already."""
+    return path if "model-free" in path.stem else path.with_name(f"{path.stem}-model-free{path.suffix}")
+
+
 def write_outputs(results: dict, args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot = args.plot or args.out / "serving.png"
+    name = output_name(args)
+    json_path, markdown_path = args.out / f"{name}.json", args.out / f"{name}.md"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    plot = args.plot or args.out / f"{name}.png"
+    if args.model_free:
+        plot = model_free_path(plot)  # a --plot meant for the real-model figure must not be overwritten
     report.plot_latency_throughput(results, plot)
     markdown = report.serving_markdown(results, plot_path=plot, relative_to=(args.update_doc or args.out / "x").parent)
-    (args.out / "serving.md").write_text(markdown)
+    markdown_path.write_text(markdown)
     if args.update_doc:
-        report.replace_section(args.update_doc, "serving", markdown)
-    logger.info(
-        "wrote %s, %s and %s in %.0f s", args.out / "serving.json", args.out / "serving.md", plot, results["elapsed_s"]
-    )
+        report.replace_section(args.update_doc, name, markdown)
+    logger.info("wrote %s, %s and %s in %.0f s", json_path, markdown_path, plot, results["elapsed_s"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The four servers of the serving benchmark, all on the same checkpoint and device."""
+"""The four servers of the serving benchmark, all on the same checkpoint and device, and the model-free floor.
+
+With ``model_free`` every server's network answers a constant (``benchmarks.servers.model_free``), and the
+bare FastAPI floor (``benchmarks.servers.bare_fastapi``), which has no model at all, joins them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from benchmarks.servers.launch import ServerSpec
 logger = logging.getLogger(__name__)
 
 SERVER_NAMES = ("service", "service-nobatch", "plain-fastapi", "litserve")
+FLOOR_NAME = "bare-fastapi"  # measured in model-free runs only: it has no model to replace
+MODEL_FREE = ", forward pass replaced by a constant"  # appended to each server's description
 FALLBACK_MAX_BATCH_SIZE = 32  # images per forward pass, used only if the service's settings cannot be read
 FALLBACK_MAX_WAIT_MS = 5.0
 FALLBACK_MAX_FILES = 16
@@ -53,33 +59,49 @@ def litserve_installed() -> bool:
 
 
 def server_specs(
-    python: str, checkpoint: Path, device: str, max_batch_size: int, max_wait_ms: float, max_files: int | None = None
+    python: str,
+    checkpoint: Path,
+    device: str,
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_files: int | None = None,
+    *,
+    model_free: bool = False,
 ) -> dict[str, ServerSpec]:
-    """``max_files``: raise the service's files-per-request limit (only for requests above its default)."""
+    """``max_files``: raise the service's files-per-request limit (only for requests above its default).
+
+    ``model_free``: every server's forward pass a constant; the floor (``FLOOR_NAME``) is among the specs then.
+    """
     uvicorn = (python, "-m", "uvicorn")
     where = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
-    entry_point = (python, "-m", "app")  # alexnet-serve, as the container and `make serve` start the service
+    # alexnet-serve, as the container and `make serve` start the service; model-free, the same behind the seam
+    entry_point = (python, "-m", "benchmarks.servers.model_free" if model_free else "app")
     service_env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": device}
     if max_files is not None:
         service_env["ALEXNET_MAX_FILES"] = str(max_files)
-    return {
+    plain_env = {"BENCH_CHECKPOINT": str(checkpoint), "BENCH_DEVICE": device}
+    if model_free:
+        plain_env["BENCH_MODEL_FREE"] = "1"
+    suffix = MODEL_FREE if model_free else ""
+    specs = {
         "service": ServerSpec(
             "service",
             (*entry_point, *where),
             service_env,
-            description="this service, default settings (batching across requests on)",
+            description="this service, default settings (batching across requests on)" + suffix,
         ),
         "service-nobatch": ServerSpec(
             "service-nobatch",
             (*entry_point, *where),
             {**service_env, "ALEXNET_BATCHING": "false"},
-            description="this service with ALEXNET_BATCHING=false (one forward pass per request)",
+            description="this service with ALEXNET_BATCHING=false (one forward pass per request)" + suffix,
         ),
         "plain-fastapi": ServerSpec(
             "plain-fastapi",
             (*uvicorn, "benchmarks.servers.plain_fastapi:app", *where),
-            {"BENCH_CHECKPOINT": str(checkpoint), "BENCH_DEVICE": device},
-            description="a tutorial-style FastAPI endpoint: full-size PIL decode, Resize/ToTensor, forward per request",
+            plain_env,
+            description="a tutorial-style FastAPI endpoint: full-size PIL decode, Resize/ToTensor, forward per request"
+            + suffix,
         ),
         "litserve": ServerSpec(
             "litserve",
@@ -97,7 +119,17 @@ def server_specs(
                 str(max_batch_size),
                 "--batch-timeout-ms",
                 str(max_wait_ms),
+                *(("--model-free",) if model_free else ()),
             ),
-            description=f"LitServe, models.load_image + Preprocess, batch {max_batch_size}, wait {max_wait_ms:g} ms",
+            description=f"LitServe, models.load_image + Preprocess, batch {max_batch_size}, wait {max_wait_ms:g} ms"
+            + suffix,
         ),
     }
+    if model_free:
+        specs[FLOOR_NAME] = ServerSpec(
+            FLOOR_NAME,
+            (*uvicorn, "benchmarks.servers.bare_fastapi:app", *where),
+            description="the floor: bare FastAPI + uvicorn, Starlette's form parser reads the upload, a fixed "
+            "answer (no decode, no model)",
+        )
+    return specs

@@ -6,6 +6,9 @@ requests with the same maximum size and wait as the service. What differs is the
 LitServe's HTTP process hands each parsed request to an inference worker process through a queue,
 and the worker decodes, batches and predicts.
 
+With ``--model-free`` (the benchmark's) the network's forward pass is a constant (``benchmarks.servers.model_free``),
+installed in the inference worker, where the model is built; decoding, preprocessing and batching stay as they are.
+
 Run: python -m benchmarks.servers.litserve_server --checkpoint ckpt.safetensors --port 8001
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from fastapi import HTTPException
 
+from benchmarks.servers import model_free
 from models import Classifier, ImageError, load_checkpoint, load_image
 
 logger = logging.getLogger(__name__)
@@ -28,12 +32,17 @@ logger = logging.getLogger(__name__)
 class AlexNetAPI(ls.LitAPI):
     """Uploads in the multipart field ``file`` (one or many) -> {"predictions": [...]}, in order."""
 
-    def __init__(self, checkpoint_path: str, max_batch_size: int, batch_timeout: float) -> None:
+    def __init__(
+        self, checkpoint_path: str, max_batch_size: int, batch_timeout: float, model_free: bool = False
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.checkpoint_path = checkpoint_path
+        self.model_free = model_free
         self.max_images = max_batch_size  # images per forward pass, as the service counts them
 
     def setup(self, device: str) -> None:
+        if self.model_free:
+            model_free.install()  # here, in the inference worker's own process, before the model is built
         checkpoint = load_checkpoint(self.checkpoint_path)
         self.classes = checkpoint.classes
         # The service's own pass (channels_last; bf16 autocast on CUDA), so that only the serving machinery differs.
@@ -88,9 +97,10 @@ def main() -> None:
         default=True,
         help="ZeroMQ between the HTTP and inference processes, LitServe's advice above ~100 requests/s",
     )
+    parser.add_argument("--model-free", action="store_true", help="the network's forward pass is a constant")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0)
+    api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0, args.model_free)
     server = ls.LitServer(api, accelerator=args.device, devices=1, workers_per_device=1, fast_queue=args.fast_queue)
     server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False, access_log=False)
 

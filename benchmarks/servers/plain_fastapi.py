@@ -7,6 +7,9 @@ and normalized; then one forward pass for the request's images. No batching acro
 decoding of large JPEGs. Only the weights and the mean/std come from the same checkpoint as the other
 servers, through the project's loader, so every server runs the same network.
 
+With ``BENCH_MODEL_FREE=1`` (the benchmark's ``--model-free``) the network's forward pass is a constant
+(``benchmarks.servers.model_free``); the decode, the transforms and the response stay as they are.
+
 Run: BENCH_CHECKPOINT=ckpt.safetensors BENCH_DEVICE=cpu uvicorn benchmarks.servers.plain_fastapi:app
 """
 
@@ -19,8 +22,11 @@ from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from torchvision import transforms
 
+from benchmarks.servers import model_free
 from models import load_checkpoint
 
+if os.environ.get("BENCH_MODEL_FREE") == "1":
+    model_free.install()  # before the model is built: build_model then returns the constant network
 checkpoint = load_checkpoint(os.environ["BENCH_CHECKPOINT"])
 device = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
 model = checkpoint.build_model().to(device).eval()
