@@ -65,9 +65,9 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            expose_headers=["Retry-After"],  # sent with 429, so a page can back off
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Content-Disposition", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Request-ID"],  # Retry-After with 429, so a page can back off
             max_age=600,
         )
         logger.info("CORS allowed for %s", ", ".join(settings.cors_origins))

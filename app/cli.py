@@ -29,7 +29,7 @@ from app.config import Settings
 from app.connections import server_config
 from app.deps import ServiceState
 from app.errors import ServiceError
-from app.logs import configure_logging
+from app.logs import ACCESS_LOGGER, configure_logging
 from app.main import create_app
 from app.predictor import Predictor
 from app.schemas import PredictResponse
@@ -54,13 +54,18 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-wait-ms", type=float, help="longest wait for a batch to fill (ALEXNET_MAX_WAIT_MS)")
     parser.add_argument("--precision", help=f"{', '.join(PRECISIONS)} (ALEXNET_PRECISION)")
     parser.add_argument("--log-level", help="critical, error, warning, info or debug (ALEXNET_LOG_LEVEL)")
-    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True, help="log each request")
+    parser.add_argument("--log-format", help="text or json (ALEXNET_LOG_FORMAT)")
+    parser.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="one log line per request"
+    )
     args = parser.parse_args(argv)
     access_log = args.access_log
     settings = _settings(parser, {k: v for k, v in vars(args).items() if v is not None and k != "access_log"})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    if not access_log:  # the service's access line (app/request_log.py); uvicorn's own is always off
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     app = create_app(settings)
-    config = server_config(app, settings, host=settings.host, port=settings.port, access_log=access_log)
+    config = server_config(app, settings, host=settings.host, port=settings.port)
     # uvicorn re-raises Ctrl-C once it has shut down cleanly (as its own command line does, end without a trace).
     with contextlib.suppress(KeyboardInterrupt):
         Server(config, app.state.service).run()

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.logs import LogFormat
 from models import DEFAULT_CHECKPOINT
 from models.images import DEFAULT_MAX_PIXELS
 from models.inference import DEVICE_NAMES, DEVICE_PATTERN, Precision
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    log_format: LogFormat = Field(
+        "text", description="text: uvicorn's style; json: every log line one JSON object (time, level, request_id, ...)"
+    )
     # Access control (app/access.py). A SecretStr prints as '**********': the key never reaches a log or a response.
     api_key: SecretStr | None = Field(
         None,

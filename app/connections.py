@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings
+from app.logs import uvicorn_log_config
 
 MAX_HEAD_BYTES = 64 * 1024  # nginx's default large_client_header_buffers is 4 x 8 KiB; leave room past a proxy
 
@@ -98,5 +99,7 @@ def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.C
         "http": guarded_protocol(settings.header_timeout_s),  # a head must arrive whole and soon
         "limit_concurrency": settings.max_connections,  # bounds the sockets and tasks a flood of clients holds
         "timeout_graceful_shutdown": settings.request_timeout_s + 5,  # in-flight requests end by their deadline
+        "log_config": uvicorn_log_config(settings.log_format),  # uvicorn's lines in the service's format
     }
-    return uvicorn.Config(app, **(values | options))
+    # Always off: the service writes one access line per request itself (app/request_log.py), with its ID.
+    return uvicorn.Config(app, **(values | options | {"access_log": False}))

@@ -1,4 +1,4 @@
-"""Shedding at the door: a POST /predict the model cannot answer in time is refused before anything else runs.
+"""Shedding at the door: a POST (or PUT) /predict the model cannot answer in time is refused before anything else runs.
 
 Under overload most requests are refused, so a refusal must cost far less than a request: this ASGI
 middleware answers the 429 (``Batcher.admit_arrival``, app/admission.py) before routing, dependencies and
@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.deps import ServiceState
 from app.errors import ServiceError, send_error
-from app.routes.predict import PREDICT_PATH
+from app.routes.predict import PREDICT_METHODS, PREDICT_PATH
 
 
 class ShedAtTheDoor:
@@ -27,7 +27,7 @@ class ShedAtTheDoor:
             batcher is not None
             and scope["type"] == "http"
             and scope["path"] == PREDICT_PATH
-            and scope["method"] == "POST"
+            and scope["method"] in PREDICT_METHODS
         ):
             try:
                 batcher.admit_arrival(self.state.settings.request_timeout_s)

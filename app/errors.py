@@ -30,7 +30,7 @@ class ServiceError(Exception):
 
 
 class BadRequest(ServiceError):
-    """400: a corrupt or truncated image, an empty file, a malformed multipart body."""
+    """400: a corrupt or truncated image, an empty file or body, a malformed multipart body."""
 
     status_code = 400
 
@@ -57,7 +57,7 @@ class NotFound(ServiceError):
 
 
 class UnsupportedMedia(ServiceError):
-    """415: a file that is not a supported image, or a body that is not multipart/form-data."""
+    """415: a file that is not a supported image, or a body neither multipart/form-data nor one image (image/*)."""
 
     status_code = 415
 

@@ -33,9 +33,10 @@ from app.config import Settings
 from app.deps import ServiceState
 from app.door import ShedAtTheDoor
 from app.errors import install_error_handlers
-from app.logs import configure_logging
+from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
 from app.predictor import Predictor, warmup_sizes
+from app.request_log import RequestLog
 from app.routes import health, metrics, model, predict
 from models import CheckpointError, DeviceError
 
@@ -46,9 +47,12 @@ MODEL_THREAD_NICENESS = 5  # CPU model threads: about a third of the event loop'
 DESCRIPTION = """Classifies images into the 10 CIFAR-10 classes with AlexNet.
 
 Send one or more images to **POST /predict** as multipart/form-data in the field `file`
-(JPEG, PNG, WebP, BMP, GIF, TIFF; any size and mode). Each is reduced to 32x32 exactly as in training,
-then the batch is upsampled and normalized once, on the model's device. Concurrent requests share
-forward passes. Errors are JSON `{"detail": ...}` naming the offending file.
+(JPEG, PNG, WebP, BMP, GIF, TIFF; any size and mode), or one image as the whole body with
+`Content-Type: image/*` or `application/octet-stream` (PUT /predict is the same, for `curl -T`).
+Each is reduced to 32x32 exactly as in training, then the batch is upsampled and normalized once, on the
+model's device. Concurrent requests share forward passes. Errors are JSON `{"detail": ...}` naming the
+offending file. Every answer carries an `X-Request-ID` header: the client's own when it sent a valid one
+(1 to 128 visible ASCII characters), else a new one; the service's log lines about the request carry it too.
 """
 
 
@@ -59,7 +63,8 @@ class StartupError(Exception):
 def factory() -> FastAPI:
     """For ``uvicorn --factory app.main:factory``: settings from ALEXNET_*, log lines as alexnet-serve's."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    configure_uvicorn_logging(settings.log_format)  # uvicorn configured its loggers already: as alexnet-serve's
     return create_app(settings)
 
 
@@ -85,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
     app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
     app.add_middleware(QuietStartupFailure)
+    app.add_middleware(RequestLog)  # the outermost: every answer, the door's 429 and the 401 too, gets its ID and line
     return app
 
 

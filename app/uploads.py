@@ -1,4 +1,5 @@
-"""Reading uploads: a multipart body streamed with its limits enforced as bytes arrive, then decoded off the loop.
+"""Reading uploads: a multipart body, or one image as the body, streamed with its limits enforced as bytes arrive,
+then decoded off the loop.
 
 Nothing is spooled to disk and nothing over a limit is held: the declared Content-Length is checked before
 the body is read, and the body, each file and the number of files are counted while it streams, so an
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from email.message import Message
 
 import numpy as np
 from python_multipart.exceptions import FormParserError
@@ -21,6 +23,10 @@ from models import load_image
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 
 FIELD = "file"  # the multipart field carrying images, repeated for several
+RAW_MEDIA_TYPES = ("image/*", "application/octet-stream")  # one image as the whole body
+# What a 415 for the body lists: the multipart upload, or one image as the body
+ACCEPTED_BODIES = f"multipart/form-data (images in the field {FIELD!r}), image/* or application/octet-stream"
+NO_FILES = f"no files: send images as multipart/form-data in the field {FIELD!r}, or one image as the body"
 
 
 @dataclass(frozen=True)
@@ -37,67 +43,112 @@ class Upload:
     filename: str
     index: int
     data: bytes = b""
+    raw: bool = False  # the whole request body, not a multipart part
 
     @property
     def name(self) -> str:
         """How errors refer to the file."""
-        return f"file {self.filename!r}" if self.filename else f"file #{self.index}"
+        if self.filename:
+            return f"file {self.filename!r}"
+        return "the request body" if self.raw else f"file #{self.index}"
 
 
 async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float) -> list[Upload]:
-    """The files in the request's ``file`` field, in order; raises 400/408/413/415/422 errors.
+    """The request's images, in order; raises 400/408/413/415/422 errors.
 
+    Two bodies are accepted: multipart/form-data with the files in the ``file`` field, or one image as the
+    whole body (``Content-Type: image/*`` or ``application/octet-stream``; a body without a Content-Type is
+    taken as application/octet-stream, as RFC 9110 8.3 allows, which is what ``curl -T cat.jpg`` sends).
     The whole body must arrive within ``timeout_s``: a client that stalls is answered 408 and its
     connection closed, so what it sent is freed instead of held for as long as it likes.
     """
-    boundary = _boundary(request, limits)
-    reader = _PartReader(limits)
-    parser = MultipartParser(boundary, reader.callbacks())
-    try:
-        await asyncio.wait_for(_parse_body(request, parser, limits.max_body_bytes), timeout_s)
-    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
-        raise BodyTimeout(timeout_s) from None
-    except FormParserError as exc:
-        raise BadRequest(f"malformed multipart body ({exc})") from None
-    except ClientDisconnect:  # nobody to answer; not a server error worth a traceback
-        raise BadRequest("the client disconnected before sending the whole body") from None
-    if reader.open_part:
-        raise BadRequest("malformed multipart body (it ends inside a part)")
-    if not reader.uploads:
-        raise Unprocessable(f"no files: send images as multipart/form-data in the field {FIELD!r}")
-    return reader.uploads
-
-
-async def _parse_body(request: Request, parser: MultipartParser, max_body_bytes: int) -> None:
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > max_body_bytes:
-            raise PayloadTooLarge(f"the request body is over the limit of {max_body_bytes:,} bytes")
-        parser.write(chunk)
-    parser.finalize()
-
-
-def _boundary(request: Request, limits: UploadLimits) -> bytes:
-    """Check the headers before reading any of the body."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise BadRequest("the Content-Length header is not a number")
-        if int(length) > limits.max_body_bytes:
-            limit = limits.max_body_bytes
-            raise PayloadTooLarge(f"the request body is {int(length):,} bytes, over the limit of {limit:,}")
+    length = _content_length(request, limits.max_body_bytes)
     content_type = request.headers.get("content-type", "")
     media_type, params = parse_options_header(content_type)
-    if media_type != b"multipart/form-data":
-        if length in (None, "0") and "transfer-encoding" not in request.headers:
-            raise Unprocessable(f"no files: send images as multipart/form-data in the field {FIELD!r}")
+    has_body = length not in (None, 0) or "transfer-encoding" in request.headers
+    one_image = media_type.startswith(b"image/") or media_type == b"application/octet-stream"
+    if media_type == b"multipart/form-data":
+        reading = _read_multipart(request, _boundary(params), limits)
+    elif one_image or (not content_type and has_body):
+        reading = _read_raw(request, length, limits)
+    elif not has_body:
+        raise Unprocessable(NO_FILES)
+    else:
         shown = content_type or "no Content-Type"
-        raise UnsupportedMedia(f"expected multipart/form-data with images in the field {FIELD!r}, got {shown}")
+        raise UnsupportedMedia(f"expected {ACCEPTED_BODIES}, got {shown}")
+    try:
+        return await asyncio.wait_for(reading, timeout_s)
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+        raise BodyTimeout(timeout_s) from None
+    except ClientDisconnect:  # nobody to answer; not a server error worth a traceback
+        raise BadRequest("the client disconnected before sending the whole body") from None
+
+
+def _content_length(request: Request, max_body_bytes: int) -> int | None:
+    """The declared length, checked before reading any of the body."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return None
+    if not length.isdigit():
+        raise BadRequest("the Content-Length header is not a number")
+    if int(length) > max_body_bytes:
+        raise PayloadTooLarge(f"the request body is {int(length):,} bytes, over the limit of {max_body_bytes:,}")
+    return int(length)
+
+
+def _boundary(params: dict[bytes, bytes]) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("malformed multipart body (no boundary in the Content-Type header)")
     return boundary
+
+
+async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits) -> list[Upload]:
+    reader = _PartReader(limits)
+    parser = MultipartParser(boundary, reader.callbacks())
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise PayloadTooLarge(f"the request body is over the limit of {limits.max_body_bytes:,} bytes")
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise BadRequest(f"malformed multipart body ({exc})") from None
+    if reader.open_part:
+        raise BadRequest("malformed multipart body (it ends inside a part)")
+    if not reader.uploads:
+        raise Unprocessable(NO_FILES)
+    return reader.uploads
+
+
+async def _read_raw(request: Request, length: int | None, limits: UploadLimits) -> list[Upload]:
+    """The whole body is one image; its name, if any, from ``Content-Disposition: ...; filename=``."""
+    upload = Upload(filename=_disposition_filename(request.headers.get("content-disposition")), index=1, raw=True)
+    limit = min(limits.max_file_bytes, limits.max_body_bytes)  # the body's own limit was checked from its length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"{upload.name} is {length:,} bytes, over the limit of {limit:,}")
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"{upload.name} is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    if not received:
+        raise BadRequest(f"{upload.name} is empty: send the image's bytes as the request body")
+    upload.data = b"".join(chunks)
+    return [upload]
+
+
+def _disposition_filename(value: str | None) -> str:
+    """``attachment; filename="cat.jpg"`` (or RFC 6266's ``filename*=UTF-8''...``) -> cat.jpg; none -> ""."""
+    if not value:
+        return ""
+    header = Message()
+    # Starlette decodes headers as latin-1; a client sending a UTF-8 name raw (as multipart parts do) meant UTF-8
+    header["content-disposition"] = value.encode("latin-1").decode("utf-8", "replace")
+    return header.get_filename("")
 
 
 @dataclass

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import warnings
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from app.deps import PredictorDep, ServiceState
 from app.errors import DeadlineExceeded, QueueFull, Unprocessable
+from app.request_log import IMAGES
 from app.schemas import ErrorResponse, PredictResponse
-from app.uploads import FIELD, UploadLimits, decode_uploads, read_uploads
+from app.uploads import FIELD, NO_FILES, RAW_MEDIA_TYPES, UploadLimits, decode_uploads, read_uploads
 
 router = APIRouter(tags=["predict"])
 PREDICT_PATH = "/predict"  # the route, its schema, and app/door.py's shedding before routing
+# POST, and PUT for `curl -T cat.jpg URL` (curl's upload flag sends PUT): the same operation, the same answers
+PREDICT_METHODS = ("POST", "PUT")
+SUMMARIES = {"POST": "Classify uploaded images", "PUT": "Classify uploaded images (the same as POST, for curl -T)"}
 
 # The body is read by app.uploads as a stream (limits enforced while it arrives), so FastAPI does not parse
 # it; this tells the OpenAPI page what to send, which gives /docs its file picker.
 FILES_DESCRIPTION = "one or more images: JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF"
+RAW_DESCRIPTION = (
+    "one image as the whole body (JPEG, PNG, WebP, BMP, GIF or TIFF); its name, if wanted in the answer, "
+    'from a `Content-Disposition: attachment; filename="cat.jpg"` header'
+)
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -35,7 +45,13 @@ UPLOAD_BODY: dict[str, Any] = {
                         }
                     },
                 }
-            }
+            },
+            # The same operation with one image as the body (app/uploads.py); no Content-Type counts as
+            # application/octet-stream. minLength: an empty body is refused (400).
+            **{
+                media_type: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                for media_type in RAW_MEDIA_TYPES
+            },
         },
     }
 }
@@ -48,7 +64,7 @@ def _error(description: str, example: str) -> dict[str, Any]:
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error(
-        "a corrupt or truncated image, an empty file, a malformed body",
+        "a corrupt or truncated image, an empty file or body, a malformed body",
         "file 'cat.jpg': the image data is corrupt or truncated (image file is truncated)",
     ),
     413: _error(
@@ -56,12 +72,13 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
         "file 'huge.png': 10000x10000 is 100,000,000 pixels, over the limit of 50,000,000",
     ),
     415: _error(
-        "a file that is not a supported image, or a body that is not multipart/form-data",
+        "a file that is not a supported image, or a body other than multipart/form-data, image/* or "
+        "application/octet-stream",
         "file 'notes.txt': not a supported image (accepted: JPEG, PNG, WEBP, BMP, GIF, TIFF)",
     ),
     422: _error(
         "no files, a field other than `file`, a bad `top_k` or `threshold`",
-        "no files: send images as multipart/form-data in the field 'file'",
+        NO_FILES,
     ),
     429: _error("the queue is full: retry after the `Retry-After` header's seconds", QueueFull(256, 256).detail),
     503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
@@ -79,34 +96,49 @@ def install_schema_limits(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        schema = build()  # cached by FastAPI; changed in place, to the same values every time
-        state: ServiceState = app.state.service
-        operation = schema["paths"][PREDICT_PATH]["post"]
-        files = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"][FIELD]
-        files.update(minItems=1, maxItems=state.settings.max_files)
-        files["items"]["minLength"] = 1
-        # The byte limits go in words: schemathesis takes maxLength on a binary string for characters and
-        # "violates" it with a real image (it substitutes images for binary fields).
-        limits = f"at most {state.settings.max_file_bytes:,} bytes each and {state.settings.max_body_bytes:,} in all"
-        files["description"] = f"{FILES_DESCRIPTION}; 1 to {state.settings.max_files} files, {limits}"
-        predictor = state.predictor
-        if predictor is not None:
-            parameters = operation.get("parameters", [])
-            for parameter in parameters:
-                if parameter["name"] == "top_k":  # int | None: the schema's integer branch
-                    for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
-                        if branch.get("type") == "integer":
-                            branch["maximum"] = len(predictor.classes)
-            if predictor.info.abstention is None:
-                operation["parameters"] = [p for p in parameters if p["name"] != "threshold"]
+        with warnings.catch_warnings():
+            # One route answers POST and PUT: FastAPI gives both operations its one ID, and warns; each gets its own
+            warnings.filterwarnings("ignore", f"Duplicate Operation ID {predict_images.__name__}", UserWarning)
+            schema = build()  # cached by FastAPI; changed in place, to the same values every time
+        for method in PREDICT_METHODS:
+            operation = schema["paths"][PREDICT_PATH][method.lower()]
+            operation["operationId"] = f"{predict_images.__name__}{PREDICT_PATH.replace('/', '_')}_{method.lower()}"
+            operation["summary"] = SUMMARIES[method]
+            _declare_limits(operation, app.state.service)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-@router.post(
+def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
+    settings = state.settings
+    # FastAPI puts the one UPLOAD_BODY object into every app's schema, under POST and PUT: this app's copy
+    operation["requestBody"] = content = copy.deepcopy(UPLOAD_BODY["requestBody"])
+    files = content["content"]["multipart/form-data"]["schema"]["properties"][FIELD]
+    files.update(minItems=1, maxItems=settings.max_files)
+    files["items"]["minLength"] = 1
+    # The byte limits go in words: schemathesis takes maxLength on a binary string for characters and
+    # "violates" it with a real image (it substitutes images for binary fields).
+    limits = f"at most {settings.max_file_bytes:,} bytes each and {settings.max_body_bytes:,} in all"
+    files["description"] = f"{FILES_DESCRIPTION}; 1 to {settings.max_files} files, {limits}"
+    raw_limit = min(settings.max_file_bytes, settings.max_body_bytes)
+    for media_type in RAW_MEDIA_TYPES:
+        content["content"][media_type]["schema"]["description"] = f"{RAW_DESCRIPTION}; at most {raw_limit:,} bytes"
+    predictor = state.predictor
+    if predictor is not None:
+        parameters = operation.get("parameters", [])
+        for parameter in parameters:
+            if parameter["name"] == "top_k":  # int | None: the schema's integer branch
+                for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                    if branch.get("type") == "integer":
+                        branch["maximum"] = len(predictor.classes)
+        if predictor.info.abstention is None:
+            operation["parameters"] = [p for p in parameters if p["name"] != "threshold"]
+
+
+@router.api_route(
     PREDICT_PATH,
-    summary="Classify uploaded images",
+    methods=list(PREDICT_METHODS),
     response_model=PredictResponse,
     responses=PREDICT_ERRORS,
     openapi_extra=UPLOAD_BODY,
@@ -120,7 +152,7 @@ async def predict_images(
         Query(allow_inf_nan=False, description="abstention threshold for this request (default: the model's)"),
     ] = None,
 ) -> PredictResponse:
-    """Classify images sent as multipart/form-data in the field `file` (repeat the field for several)."""
+    """Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."""
     state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
     settings = state.settings
     k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
@@ -134,6 +166,7 @@ async def predict_images(
     # app/door.py has refused it already (429, before the body) if one more image could not be served in time
     with batcher.arriving():
         uploads = await read_uploads(request, limits, settings.body_timeout_s)
+        request.scope[IMAGES] = len(uploads)  # for the access line (app/request_log.py)
         deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
         with batcher.decoding():
             images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)

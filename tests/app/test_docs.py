@@ -29,6 +29,7 @@ def test_every_operation_is_documented(client: httpx.Client) -> None:
     operations = {(path, method): op for path, methods in spec["paths"].items() for method, op in methods.items()}
     assert set(operations) == {
         ("/predict", "post"),
+        ("/predict", "put"),  # the same operation, for curl -T
         ("/health", "get"),
         ("/health/ready", "get"),
         ("/health/live", "get"),
@@ -45,10 +46,14 @@ def test_every_operation_is_documented(client: httpx.Client) -> None:
                 for media in content.values()
             )
             assert has_example, (path, status)
-    predict = operations[("/predict", "post")]
-    assert set(predict["responses"]) >= {"200", "400", "413", "415", "422", "429", "503", "504"}
-    upload = predict["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
-    assert upload["type"] == "array" and upload["items"]["format"] == "binary"  # the file picker
+    for method in ("post", "put"):
+        predict = operations[("/predict", method)]
+        assert set(predict["responses"]) >= {"200", "400", "413", "415", "422", "429", "503", "504"}
+        bodies = predict["requestBody"]["content"]
+        upload = bodies["multipart/form-data"]["schema"]["properties"]["file"]
+        assert upload["type"] == "array" and upload["items"]["format"] == "binary"  # the file picker
+        for raw in ("image/*", "application/octet-stream"):  # one image as the whole body
+            assert bodies[raw]["schema"]["format"] == "binary" and bodies[raw]["schema"]["minLength"] == 1
 
 
 def _schema_example(spec: dict, media: dict) -> bool:

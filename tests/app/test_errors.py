@@ -151,9 +151,11 @@ def test_bad_top_k_is_one_sentence(http: httpx.Client, top_k: str, words: list[s
     assert_still_serving(http)
 
 
-def test_body_that_is_not_multipart(http: httpx.Client) -> None:
-    assert_error(http.post("/predict", json={"file": "cat.jpg"}), 415, "multipart/form-data", "application/json")
-    assert_error(http.post("/predict", content=GOOD_PNG, headers={"content-type": "image/png"}), 415, "image/png")
+def test_body_of_another_type_is_refused_naming_the_accepted_ones(http: httpx.Client) -> None:
+    accepted = ["multipart/form-data", "image/*", "application/octet-stream"]
+    assert_error(http.post("/predict", json={"file": "cat.jpg"}), 415, *accepted, "got application/json")
+    response = http.post("/predict", content=GOOD_PNG, headers={"content-type": "text/plain"})
+    assert_error(response, 415, *accepted, "got text/plain")
     assert_still_serving(http)
 
 
