@@ -1,7 +1,8 @@
 """Who may call the service: an optional API key (ALEXNET_API_KEY) and browser origins (ALEXNET_CORS_ORIGINS).
 
 With no key set, everything is open, as it always was. With a key, every path needs it except the health
-probes (orchestrators and load balancers carry no secrets), /docs and /openapi.json (so people can read
+probes (orchestrators and load balancers carry no secrets), the upload page at / (it asks for the key and
+sends it), /docs and /openapi.json (so people can read
 the API and paste the key into "Authorize"; the routes are no secret, the README lists them), and
 /metrics unless ALEXNET_METRICS_REQUIRE_KEY. Anything not on that list, unknown paths included, needs the
 key: a new route is closed until someone opens it here.
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import Unauthorized, send_error
-from app.routes import health, metrics
+from app.routes import health, metrics, oip, page
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
     """The key check when a key is set, CORS when origins are; call after the error handlers, before metrics."""
     if settings.api_key is not None:
         open_paths = {route.path for route in health.router.routes}  # type: ignore[attr-defined]
+        open_paths.add(page.PAGE_PATH)  # the page is public; it asks for the key and sends it to /predict
+        open_paths |= {r.path for r in oip.router.routes if "/health/" in r.path}  # type: ignore[attr-defined]  # OIP probes
         if not settings.metrics_require_key:
             open_paths |= {route.path for route in metrics.router.routes}  # type: ignore[attr-defined]
         if app.openapi_url:

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.deps import ServiceState
 from app.errors import ServiceError, send_error
+from app.routes.oip import is_infer_path, send_oip_error
 from app.routes.predict import PREDICT_METHODS, PREDICT_PATH
 
 
@@ -23,15 +24,13 @@ class ShedAtTheDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         batcher = self.state.batcher
-        if (
-            batcher is not None
-            and scope["type"] == "http"
-            and scope["path"] == PREDICT_PATH
-            and scope["method"] in PREDICT_METHODS
-        ):
-            try:
-                batcher.admit_arrival(self.state.settings.request_timeout_s)
-            except ServiceError as exc:
-                await send_error(send, exc)
-                return
+        if batcher is not None and scope["type"] == "http":
+            predict = scope["path"] == PREDICT_PATH and scope["method"] in PREDICT_METHODS
+            oip = scope["method"] == "POST" and is_infer_path(scope["path"])  # OIP's infer: its own error body
+            if predict or oip:
+                try:
+                    batcher.admit_arrival(self.state.settings.request_timeout_s)
+                except ServiceError as exc:
+                    await (send_oip_error if oip else send_error)(send, exc)
+                    return
         await self.app(scope, receive, send)

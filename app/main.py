@@ -37,7 +37,7 @@ from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
 from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
-from app.routes import health, metrics, model, predict
+from app.routes import health, metrics, model, oip, page, predict
 from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(model.router)
+    app.include_router(oip.router)  # Open Inference Protocol v2 (docs/oip.md)
+    app.include_router(page.router)
     predict.install_schema_limits(app)
     app.add_middleware(ShedAtTheDoor, state=app.state.service)  # the innermost: after the key check, before routing
     install_error_handlers(app)

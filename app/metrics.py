@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)  # seconds
@@ -74,6 +75,20 @@ class RequestMetrics:
             await self.app(scope, receive, send_recording)
         finally:
             # The route template, not the raw path: a scan of random URLs must not grow the label set.
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", None) or _mount_label(scope)
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+def _mount_label(scope: Scope) -> str:
+    """A mount's prefix (e.g. /docs/static, Swagger's JS and CSS) for a path under it, else "unmatched".
+
+    FastAPI's router sets scope["route"] for its own routes only, not for mounted apps, so a request for
+    /docs's assets would count as unmatched and hide among real misses; the mount's prefix is as bounded a
+    label as a route template.
+    """
+    path = scope["path"]
+    for route in getattr(scope.get("app"), "routes", ()):
+        if isinstance(route, Mount) and route.path and (path == route.path or path.startswith(route.path + "/")):
+            return route.path
+    return "unmatched"

@@ -59,3 +59,11 @@ async def get_ready(state: StateDep) -> JSONResponse:
 async def get_live() -> LiveResponse:
     """200 whenever the process answers, ready or not."""
     return LiveResponse()
+
+
+# HEAD too: some probes and uptime checkers send it, and got 405. uvicorn answers HEAD with GET's status and
+# headers and no body. Kept out of the OpenAPI schema: a second operation per path would share the GET's
+# operation ID (FastAPI warns) and add nothing a reader of /docs needs.
+for _route in list(router.routes):
+    router.add_api_route(_route.path, _route.endpoint, methods=["HEAD"], include_in_schema=False)  # type: ignore[attr-defined]
+del _route

@@ -17,7 +17,8 @@ from tests.app.helpers import LiveServer, files, png, service_settings
 
 KEY = "test-key-0123456789abcdef"
 ORIGIN = "https://app.example"
-OPEN_PATHS = ("/health", "/health/live", "/health/ready", "/docs", "/docs/static/swagger-ui.css", "/openapi.json")
+OPEN_PATHS = ("/health", "/health/live", "/health/ready", "/docs", "/docs/static/swagger-ui.css", "/openapi.json",
+              "/v2/health/live", "/v2/health/ready")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,14 @@ def test_without_a_key_everything_is_open(server: LiveServer) -> None:
 
 
 def test_a_key_is_required_on_predict_and_the_model_pages(keyed: LiveServer) -> None:
-    for path in ("/predict", "/model.json", "/model", "/no-such-path"):  # unknown paths are closed too
+    for path in (
+        "/predict",
+        "/model.json",
+        "/model",
+        "/no-such-path",
+        "/v2",
+        "/v2/models/alexnet",
+    ):  # unknown: closed too
         response = httpx.request("POST" if path == "/predict" else "GET", keyed.url + path)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == 'Bearer realm="alexnet-service"'

@@ -1,0 +1,279 @@
+"""Open Inference Protocol v2 over REST ("KServe v2"), beside /predict: what Triton's and KServe's clients speak.
+
+Same model, same limits, same batcher as /predict: an OIP request is read with the body limits and
+timeout of app/uploads.py, its images decoded by ``decode_image``, and its pass shared with /predict's
+requests through ``Batcher.arriving / decoding / submit``. Errors are OIP's ``{"error": ...}`` with the
+service's own status codes (docs/oip.md). Tensors: app/oip_tensors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
+from starlette.types import Send
+
+from app.deps import ServiceState, get_predictor
+from app.errors import BadRequest, BodyTimeout, NotFound, NotReady, PayloadTooLarge, ServiceError
+from app.oip_tensors import (
+    HEADER_LENGTH,
+    IMAGES,
+    PIXELS,
+    InferRequest,
+    Limits,
+    OutputTensor,
+    encode_response,
+    parse_request,
+    split_body,
+)
+from app.predictor import MODEL_NAME, Predictor
+from app.request_log import IMAGES as LOGGED_IMAGES
+from app.uploads import Upload, _content_length, decode_uploads
+
+MODEL_VERSION = "1"  # one model, one version: the loaded checkpoint
+PLATFORM = "pytorch"
+EXTENSIONS = ["binary_tensor_data"]
+MODELS_PREFIX = "/v2/models/"
+
+
+def is_infer_path(path: str) -> bool:
+    """/v2/models/{name}/infer or /v2/models/{name}/versions/{version}/infer, for app/door.py's shedding."""
+    return path.startswith(MODELS_PREFIX) and path.endswith("/infer")
+
+
+def error_body(exc: ServiceError) -> bytes:
+    return json.dumps({"error": exc.detail}).encode()
+
+
+async def send_oip_error(send: Send, exc: ServiceError) -> None:
+    """``app.errors.send_error`` with OIP's body, for app/door.py's refusals before routing."""
+    body = error_body(exc)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (exc.headers or {}).items()]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class OIPRoute(APIRoute):
+    """A route answering the service's errors as ``{"error": ...}``: only these routes, /predict keeps ``detail``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ServiceError as exc:
+                return Response(error_body(exc), exc.status_code, exc.headers, media_type="application/json")
+
+        return handle
+
+
+# Not in /openapi.json: OIP is specified by its own document (docs/oip.md), its errors are not the schema's
+# ErrorResponse, and the schema is this service's /predict contract, fuzzed as such (tests/app/test_fuzz.py).
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OIPRoute, include_in_schema=False)
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def _check_model(name: str, version: str | None = None) -> None:
+    if name != MODEL_NAME:
+        raise NotFound(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
+    if version is not None and version != MODEL_VERSION:
+        raise NotFound(f"unknown version {version!r} of model {name!r}: it has version {MODEL_VERSION!r}")
+
+
+def _ready(state: ServiceState) -> bool:
+    return state.status == "ready"  # as /health/ready decides
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata(request: Request) -> dict[str, Any]:
+    return {"name": request.app.title, "version": request.app.version, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live", summary="Server liveness")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Server readiness")
+async def server_ready(request: Request) -> JSONResponse:
+    ready = _ready(_state(request))
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+def _model_ready(request: Request, name: str, version: str | None) -> JSONResponse:
+    _check_model(name, version)
+    ready = _ready(_state(request))
+    return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/models/{name}/ready", summary="Model readiness")
+async def model_ready(request: Request, name: str) -> JSONResponse:
+    return _model_ready(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
+async def model_version_ready(request: Request, name: str, version: str) -> JSONResponse:
+    return _model_ready(request, name, version)
+
+
+def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
+    _check_model(name, version)
+    predictor = _state(request).predictor
+    if predictor is None:
+        raise NotReady("not ready: the model is not loaded yet")
+    s, classes = predictor.source_size, len(predictor.classes)
+    outputs = [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+        {"name": "labels", "datatype": "BYTES", "shape": [-1]},
+    ]
+    if predictor.info.abstention is not None:
+        outputs += [
+            {"name": "confident", "datatype": "BOOL", "shape": [-1]},
+            {"name": "ood_score", "datatype": "FP32", "shape": [-1]},
+        ]
+    return {
+        "name": MODEL_NAME,
+        "versions": [MODEL_VERSION],
+        "platform": PLATFORM,
+        # Alternatives: a request sends exactly one of them
+        "inputs": [
+            {"name": IMAGES, "datatype": "BYTES", "shape": [-1]},
+            {"name": PIXELS, "datatype": "UINT8", "shape": [-1, s, s, 3]},
+        ],
+        "outputs": outputs,
+        "parameters": {"classes": list(predictor.classes), "weights_sha256": predictor.info.weights_sha256},
+    }
+
+
+@router.get("/models/{name}", summary="Model metadata")
+async def model_metadata(request: Request, name: str) -> dict[str, Any]:
+    return _metadata(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata")
+async def model_version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
+    return _metadata(request, name, version)
+
+
+@router.post("/models/{name}/infer", summary="Inference (JSON or binary tensor data)")
+async def infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference on a model version")
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    _check_model(name, version)
+    predictor = await get_predictor(request)  # 503 before the model is ready, as /predict
+    state = _state(request)
+    settings = state.settings
+    batcher, loop = state.batcher, asyncio.get_running_loop()
+    assert batcher is not None and state.decode_pool is not None  # set with the predictor
+    limits = Limits(settings.max_files, settings.max_file_bytes, predictor.source_size)
+    # app/door.py has refused it already (429, before the body) if one more image could not be served in time
+    with batcher.arriving():
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
+        with batcher.decoding():
+            header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+            # JSON of up to max_body_bytes takes a while to parse: off the event loop, in the decode threads
+            parsed = await loop.run_in_executor(state.decode_pool, parse_request, header, binary, limits)
+            request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
+            _check_outputs(parsed, predictor)
+            images = await _images(parsed, state, predictor)
+    rows = await batcher.submit(images, deadline)
+    return _answer(parsed, rows, predictor, version)
+
+
+async def read_body(request: Request, max_body_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, with /predict's rules: Content-Length checked first, bytes counted as they stream,
+    all of it within ``timeout_s`` (408)."""
+    _content_length(request, max_body_bytes)
+
+    async def read() -> bytes:
+        chunks, received = [], 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_body_bytes:
+                raise PayloadTooLarge(f"the request body is over the limit of {max_body_bytes:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        body = await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(timeout_s) from None
+    except ClientDisconnect:
+        raise BadRequest("the client disconnected before sending the whole body") from None
+    if not body:
+        raise BadRequest("empty body: send an inference request (docs/oip.md)")
+    return body
+
+
+async def _images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:
+    tensor = parsed.input
+    if tensor.pixels is not None:
+        return tensor.pixels
+    # Exactly as /predict's uploads: the same decoder, pixel limit and errors, named images[i]
+    uploads = [Upload(filename=f"{IMAGES}[{i}]", index=i + 1, data=data) for i, data in enumerate(tensor.files)]
+    assert state.decode_pool is not None
+    return await decode_uploads(uploads, state.decode_pool, predictor.source_size, state.settings.max_pixels)
+
+
+def _outputs(rows: np.ndarray, predictor: Predictor) -> list[OutputTensor]:
+    probabilities = rows["probabilities"]  # (n, C) float32, unrounded
+    labels = np.array([predictor.classes[i].encode() for i in probabilities.argmax(axis=1)], dtype=object)
+    outputs = [OutputTensor("probabilities", "FP32", probabilities), OutputTensor("labels", "BYTES", labels)]
+    rule = predictor.info.abstention
+    if rule is not None:
+        scores = rows["score"]
+        outputs += [
+            OutputTensor("confident", "BOOL", scores >= rule.threshold),
+            OutputTensor("ood_score", "FP32", scores),
+        ]
+    return outputs
+
+
+def _output_names(predictor: Predictor) -> list[str]:
+    names = ["probabilities", "labels"]
+    return [*names, "confident", "ood_score"] if predictor.info.abstention is not None else names
+
+
+def _check_outputs(parsed: InferRequest, predictor: Predictor) -> None:
+    """Before the pass: an output this model does not have is the client's mistake, not worth a pass."""
+    names = _output_names(predictor)
+    unknown = [n for n in parsed.outputs or () if n not in names]
+    if unknown:
+        raise BadRequest(f"unknown output(s) {unknown}: this model answers {names}")
+
+
+def _answer(parsed: InferRequest, rows: np.ndarray, predictor: Predictor, version: str | None) -> Response:
+    available = {t.name: t for t in _outputs(rows, predictor)}
+    if parsed.outputs is None:
+        chosen = [(t, parsed.binary_default) for t in available.values()]
+    else:
+        chosen = [(available[n], binary) for n, binary in parsed.outputs.items()]
+    head: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": version or MODEL_VERSION}
+    if parsed.id is not None:
+        head["id"] = parsed.id
+    body, header_length = encode_response(head, chosen)
+    if header_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
+    )
