@@ -31,9 +31,10 @@ def test_seed_recipe_is_the_guides_recipe_and_flags_override_it() -> None:
 
 def test_the_cpu_recipe_is_the_stand_in_and_flags_override_it() -> None:
     cpu = parse_args(["--recipe", "cpu"])
+    # All the data, the automatic validation share.
     assert (cpu.input_size, cpu.train_subset, cpu.val_size, cpu.epochs, cpu.batch_size, cpu.lr) == (
         64, None, None, 2, 128, 0.02
-    )  # fmt: skip: all the data, the automatic validation share
+    )  # fmt: skip
     assert cpu.optimizer == "sgd" and cpu.ema_decay > 0  # otherwise the default recipe
     assert parse_args(["--recipe", "cpu", "--epochs", "8"]).epochs == 8
 
