@@ -62,7 +62,7 @@ async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float)
     The whole body must arrive within ``timeout_s``: a client that stalls is answered 408 and its
     connection closed, so what it sent is freed instead of held for as long as it likes.
     """
-    length = _content_length(request, limits.max_body_bytes)
+    length = content_length(request, limits.max_body_bytes)
     content_type = request.headers.get("content-type", "")
     media_type, params = parse_options_header(content_type)
     has_body = length not in (None, 0) or "transfer-encoding" in request.headers
@@ -84,7 +84,7 @@ async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float)
         raise BadRequest("the client disconnected before sending the whole body") from None
 
 
-def _content_length(request: Request, max_body_bytes: int) -> int | None:
+def content_length(request: Request, max_body_bytes: int) -> int | None:
     """The declared length, checked before reading any of the body."""
     length = request.headers.get("content-length")
     if length is None:
@@ -129,16 +129,21 @@ async def _read_raw(request: Request, length: int | None, limits: UploadLimits) 
     limit = min(limits.max_file_bytes, limits.max_body_bytes)  # the body's own limit was checked from its length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"{upload.name} is {length:,} bytes, over the limit of {limit:,}")
+    upload.data = await read_capped(request, limit, f"{upload.name} is over the limit of {limit:,} bytes")
+    if not upload.data:
+        raise BadRequest(f"{upload.name} is empty: send the image's bytes as the request body")
+    return [upload]
+
+
+async def read_capped(request: Request, limit: int, too_large: str) -> bytes:
+    """The whole body, counted as it streams: PayloadTooLarge(``too_large``) one chunk past ``limit`` at most."""
     chunks, received = [], 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise PayloadTooLarge(f"{upload.name} is over the limit of {limit:,} bytes")
+            raise PayloadTooLarge(too_large)
         chunks.append(chunk)
-    if not received:
-        raise BadRequest(f"{upload.name} is empty: send the image's bytes as the request body")
-    upload.data = b"".join(chunks)
-    return [upload]
+    return b"".join(chunks)
 
 
 def _disposition_filename(value: str | None) -> str:

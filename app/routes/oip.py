@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Send
 
 from app.deps import ServiceState, get_predictor
-from app.errors import BadRequest, BodyTimeout, NotFound, NotReady, PayloadTooLarge, ServiceError
+from app.errors import BadRequest, BodyTimeout, NotFound, NotReady, ServiceError
 from app.oip_tensors import (
     HEADER_LENGTH,
     IMAGES,
@@ -35,7 +35,7 @@ from app.oip_tensors import (
 )
 from app.predictor import MODEL_NAME, Predictor
 from app.request_log import IMAGES as LOGGED_IMAGES
-from app.uploads import Upload, _content_length, decode_uploads
+from app.uploads import Upload, content_length, decode_uploads, read_capped
 
 MODEL_VERSION = "1"  # one model, one version: the loaded checkpoint
 PLATFORM = "pytorch"
@@ -203,19 +203,10 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
 async def read_body(request: Request, max_body_bytes: int, timeout_s: float) -> bytes:
     """The whole body, with /predict's rules: Content-Length checked first, bytes counted as they stream,
     all of it within ``timeout_s`` (408)."""
-    _content_length(request, max_body_bytes)
-
-    async def read() -> bytes:
-        chunks, received = [], 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_body_bytes:
-                raise PayloadTooLarge(f"the request body is over the limit of {max_body_bytes:,} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
+    content_length(request, max_body_bytes)
+    too_large = f"the request body is over the limit of {max_body_bytes:,} bytes"
     try:
-        body = await asyncio.wait_for(read(), timeout_s)
+        body = await asyncio.wait_for(read_capped(request, max_body_bytes, too_large), timeout_s)
     except asyncio.TimeoutError:
         raise BodyTimeout(timeout_s) from None
     except ClientDisconnect:
