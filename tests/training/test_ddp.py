@@ -64,7 +64,7 @@ def test_two_process_gloo_run_writes_a_loadable_checkpoint(learnable_folder: Pat
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_epoch(learnable_folder: Path, tmp_path: Path) -> None:
     # SIGTERM to rank 1 alone: the ranks agree (an all-reduce of the stop flag) to stop after one epoch, rank 0
     # writes that epoch's state, and a resumed run finishes the rest.
-    output, epochs = tmp_path / "ddp" / "alexnet.safetensors", 8
+    output, epochs = tmp_path / "ddp" / "alexnet.safetensors", 4
     log = (tmp_path / "stderr").open("w+")
     process = subprocess.Popen(torchrun(learnable_folder, output, "--epochs", str(epochs), "--save-every-s", "0"),
                                stderr=log, text=True)  # fmt: skip
