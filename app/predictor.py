@@ -51,6 +51,7 @@ class Predictor:
             abstention=abstention_info(checkpoint, threshold),
             stand_in=checkpoint.stand_in,
         )
+        self.info_json = self.info.model_dump_json().encode()  # every answer carries it: dumped once
         _warn_if_incomplete(self.info, source or "the checkpoint", device)
         # What GET /model.json tells: the checkpoint's own description of itself.
         self.metadata = {

@@ -1,14 +1,18 @@
 """The JSON the service answers with, as pydantic classes (they also write the OpenAPI page's schemas).
 
-``PredictResponse.build`` is the one place an answer is shaped from the inference pass's probabilities:
-/predict (per request, after the shared pass) and ``alexnet-predict`` both call it.
+``prediction_dicts`` is the one place an answer is shaped from the inference pass's probabilities: /predict
+sends it as JSON bytes (``PredictResponse.render``: per request, after the shared pass, without pydantic's
+validation, which cost more than the rest of the answer) and ``alexnet-predict`` validates it
+(``PredictResponse.build``). The classes stay the schema of both.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,24 +116,51 @@ class PredictResponse(BaseModel):
     def build(
         cls, filenames: Sequence[str], rows: np.ndarray, model: ModelInfo, top_k: int, threshold: float | None = None
     ) -> PredictResponse:
-        """One prediction per file from its row of the pass (probabilities and score), with the ``top_k`` best
-        classes and the verdict at ``threshold`` (default: the model's)."""
-        probabilities = rows["probabilities"]  # (n, C)
-        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (n, k), most probable first
-        rounded = np.round(np.take_along_axis(probabilities, best, axis=1).astype(np.float64), PROBABILITY_DECIMALS)
-        rule = model.abstention
-        limit = threshold if threshold is not None else rule.threshold if rule else None
-        scores = rows["score"].astype(np.float64).round(PROBABILITY_DECIMALS).tolist()
-        predictions = []
-        for name, indices, values, score in zip(filenames, best.tolist(), rounded.tolist(), scores, strict=True):
-            pairs = zip(indices, values, strict=True)
-            top = [ClassProbability(label=model.classes[i], index=i, probability=p) for i, p in pairs]
-            verdict = None if limit is None else score >= limit
-            predictions.append(ImagePrediction(
-                filename=name, label=top[0].label, probability=top[0].probability, top_k=top, confident=verdict,
-                ood_score=None if rule is None else score,
-            ))  # fmt: skip
-        return cls(predictions=predictions, model=model)
+        """The answer as a validated model (``alexnet-predict``); /predict sends ``render``'s bytes, the same JSON."""
+        return cls.model_validate(
+            {"predictions": prediction_dicts(filenames, rows, model, top_k, threshold), "model": model}
+        )
+
+    @staticmethod
+    def render(
+        filenames: Sequence[str],
+        rows: np.ndarray,
+        model: ModelInfo,
+        model_json: bytes,
+        top_k: int,
+        threshold: float | None = None,
+    ) -> bytes:
+        """The answer's JSON, built without pydantic: /predict's hot path. ``model_json`` is ``model`` dumped
+        once, at start-up. The same document as ``build(...).model_dump_json()`` (tests/app/test_schemas.py)."""
+        predictions = json.dumps(prediction_dicts(filenames, rows, model, top_k, threshold), separators=(",", ":"))
+        return b'{"predictions":' + predictions.encode() + b',"model":' + model_json + b"}"  # fmt: skip
+
+
+def prediction_dicts(
+    filenames: Sequence[str], rows: np.ndarray, model: ModelInfo, top_k: int, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """One prediction per file from its row of the pass (probabilities and score), with the ``top_k`` best
+    classes and the verdict at ``threshold`` (default: the model's); the fields of ``ImagePrediction``."""
+    probabilities = rows["probabilities"]  # (n, C)
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (n, k), most probable first
+    rounded = np.round(np.take_along_axis(probabilities, best, axis=1).astype(np.float64), PROBABILITY_DECIMALS)
+    rule = model.abstention
+    limit = threshold if threshold is not None else rule.threshold if rule else None
+    scores = rows["score"].astype(np.float64).round(PROBABILITY_DECIMALS).tolist()
+    classes = model.classes
+    predictions = []
+    for name, indices, values, score in zip(filenames, best.tolist(), rounded.tolist(), scores, strict=True):
+        top = [{"label": classes[i], "index": i, "probability": p} for i, p in zip(indices, values, strict=True)]
+        finite = math.isfinite(score)  # JSON has no infinities: an infinite score is sent as null, as pydantic does
+        predictions.append({
+            "filename": name,
+            "label": top[0]["label"],
+            "probability": top[0]["probability"],
+            "confident": None if limit is None else score >= limit,
+            "ood_score": None if rule is None or not finite else score,
+            "top_k": top,
+        })  # fmt: skip
+    return predictions
 
 
 class HealthResponse(BaseModel):

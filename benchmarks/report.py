@@ -70,8 +70,41 @@ def _times(value, factor: float):
 
 
 def check_targets(results: dict) -> list[dict]:
-    """The issue's targets against what this run measured (32 clients, one image per request)."""
-    rows = results["results"]
+    """The issue's targets, checked in every round and with every load generator: met only if met in all.
+
+    A target measured in several rounds has ``measured``/``required`` lists (one per round), ``met`` True only
+    when every round met it, and ``margin_pct`` the worst round's; ``rounds`` keeps each round's own check.
+    Targets from a generator other than ours have its name appended, e.g. ``[wrk]``.
+    """
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for row in results["results"]:
+        if "failed" not in row:
+            groups.setdefault((row.get("generator", "ours"), row.get("round", 1)), []).append(row)
+    named: dict[str, list[dict]] = {}
+    for (generator, round_number), rows in sorted(groups.items()):
+        for target in _round_targets(rows, results):
+            name = target["target"] if generator == "ours" else f"{target['target']} [{generator}]"
+            named.setdefault(name, []).append({**target, "target": name, "round": round_number})
+    return [_combine_rounds(per_round) for per_round in named.values()]
+
+
+def _combine_rounds(per_round: list[dict]) -> dict:
+    if len(per_round) == 1:
+        return per_round[0]
+    verdicts = [t["met"] for t in per_round]
+    margins = [t["margin_pct"] for t in per_round if t["met"] is not None]
+    return {
+        "target": per_round[0]["target"],
+        "measured": [t["measured"] for t in per_round],
+        "required": [t["required"] for t in per_round],
+        "met": None if None in verdicts else all(verdicts),
+        "margin_pct": min(margins) if margins else None,
+        "rounds": per_round,
+    }
+
+
+def _round_targets(rows: list[dict], results: dict) -> list[dict]:
+    """The targets against one round's rows of one load generator (32 clients, one image per request)."""
     if results["settings"]["device"] == "cuda":
         best_single = max(
             (r["requests_per_s"] for r in find_row(rows, "service", "cifar", 1) if r["requests"]), default=None
@@ -132,17 +165,18 @@ def _scenario_tables(results: dict) -> list[str]:
         lines += [
             f"#### {what} (about {size:,.0f} KB each), {images} per request",
             "",
-            "| server | clients | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors "
-            "| server CPU (cores) | client CPU (cores) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| server | clients{_run_columns(results)[0]} | images/s | requests/s | p50 ms | p95 ms | p99 ms "
+            "| errors | server CPU (cores) | client CPU (cores) |",
+            f"| --- | ---:{_run_columns(results)[1]} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         cells = [r for r in rows if (r["kind"], r["images_per_request"]) == (kind, images)]
-        for r in sorted(cells, key=lambda r: (r["concurrency"], list(SERVER_LABELS).index(r["server"]))):
+        for r in sorted(cells, key=_cell_order):
             lat = r["latency_ms"]
             errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
             lines.append(
-                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {num(r['images_per_s'])} | "
-                f"{num(r['requests_per_s'])} | {num(lat['p50'])} | {num(lat['p95'])} | {num(lat['p99'])} | "
+                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']}{_run_cells(results, r)} | "
+                f"{num(r['images_per_s'])} | {num(r['requests_per_s'])} | "
+                f"{num(lat['p50'])} | {num(lat['p95'])} | {num(lat['p99'])} | "
                 f"{errors} | {num(r['server_cpu_cores'], 2)} | {num(r['client_cpu_cores'], 2)} |"
             )
         lines.append("")
@@ -150,6 +184,73 @@ def _scenario_tables(results: dict) -> list[str]:
     for r in failed:
         lines += [f"**{SERVER_LABELS[r['server']]} was not measured**: {r['failed']}.", ""]
     return lines
+
+
+def _multi(results: dict) -> tuple[bool, bool]:
+    """(several rounds, several load generators): the tables get a column for each that varies."""
+    settings = results["settings"]
+    return settings.get("rounds", 1) > 1, len(settings.get("generators", ["ours"])) > 1
+
+
+def _run_columns(results: dict) -> tuple[str, str]:
+    rounds, generators = _multi(results)
+    return (" | round" * rounds + " | generator" * generators, " | ---:" * rounds + " | ---" * generators)
+
+
+def _run_cells(results: dict, row: dict) -> str:
+    rounds, generators = _multi(results)
+    return f" | {row.get('round', 1)}" * rounds + f" | {row.get('generator', 'ours')}" * generators
+
+
+def _cell_order(row: dict) -> tuple:
+    server = list(SERVER_LABELS).index(row["server"])
+    return row["concurrency"], row.get("generator", "ours"), server, row.get("round", 1)
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    return a.get("round", 1) == b.get("round", 1) and a.get("generator", "ours") == b.get("generator", "ours")
+
+
+def _floor_share(rows: list[dict], row: dict) -> float | None:
+    """A model-free row's requests/s as a share of the floor's, in the same round with the same generator."""
+    floor = find_row(rows, FLOOR, row["kind"], row["images_per_request"], row["concurrency"])
+    floor = [f for f in floor if _same_run(f, row) and f["requests_per_s"]]
+    return row["requests_per_s"] / floor[0]["requests_per_s"] if floor else None
+
+
+def _spread_tables(results: dict) -> list[str]:
+    """Across rounds: each server's requests/s (median, lowest-highest), and for a model-free run its share of
+    the floor in the worst and best round. Only for runs of more than one round."""
+    if not _multi(results)[0]:
+        return []
+    rows = [r for r in results["results"] if "failed" not in r]
+    model_free = results["settings"].get("model_free", False)
+    lines = [
+        f"#### Across the {results['settings']['rounds']} rounds",
+        "",
+        "| scenario | clients | generator | server | requests/s median | lowest - highest | spread |"
+        + (" of the floor's, lowest - highest |" if model_free else ""),
+        "| --- | ---: | --- | --- | ---: | ---: | ---: |" + (" ---: |" if model_free else ""),
+    ]
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["kind"], r["images_per_request"], r["concurrency"], r.get("generator", "ours"), r["server"])
+        cells.setdefault(key, []).append(r)
+    for (kind, images, clients, generator, server), group in sorted(
+        cells.items(), key=lambda item: (item[0][1], item[0][0], item[0][2], item[0][3], _cell_order(item[1][0]))
+    ):
+        rates = sorted(r["requests_per_s"] for r in group)
+        median = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
+        spread = f"{100 * (rates[-1] - rates[0]) / median:.0f}%" if median else "-"
+        line = (
+            f"| {kind} x{images} | {clients} | {generator} | {SERVER_LABELS[server]} | {num(median)} | "
+            f"{num(rates[0])} - {num(rates[-1])} | {spread} |"
+        )
+        if model_free:
+            shares = [s for s in (_floor_share(rows, r) for r in group) if s is not None]
+            line += f" {100 * min(shares):.0f}% - {100 * max(shares):.0f}% |" if shares else " - |"
+        lines.append(line)
+    return [*lines, ""]
 
 
 def _per_request_cpu_ms(row: dict) -> float | None:
@@ -168,17 +269,17 @@ def _overhead_tables(results: dict) -> list[str]:
         lines += [
             f"#### Model-free, {what} (about {size:,.0f} KB each), {images} per request",
             "",
-            "| server | clients | requests/s | of the floor's | images/s | p50 ms | p99 ms | errors "
-            "| server CPU (cores) | server CPU ms per request |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| server | clients{_run_columns(results)[0]} | requests/s | of the floor's | images/s | p50 ms "
+            "| p99 ms | errors | server CPU (cores) | server CPU ms per request |",
+            f"| --- | ---:{_run_columns(results)[1]} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         cells = [r for r in rows if (r["kind"], r["images_per_request"]) == (kind, images)]
-        for r in sorted(cells, key=lambda r: (r["concurrency"], list(SERVER_LABELS).index(r["server"]))):
-            floor = find_row(rows, FLOOR, kind, images, r["concurrency"])
-            share = r["requests_per_s"] / floor[0]["requests_per_s"] if floor and floor[0]["requests_per_s"] else None
+        for r in sorted(cells, key=_cell_order):
+            share = _floor_share(rows, r)
             errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
             lines.append(
-                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']} | {num(r['requests_per_s'])} | "
+                f"| {SERVER_LABELS[r['server']]} | {r['concurrency']}{_run_cells(results, r)} | "
+                f"{num(r['requests_per_s'])} | "
                 f"{'-' if share is None else f'{100 * share:.0f}%'} | {num(r['images_per_s'])} | "
                 f"{num(r['latency_ms']['p50'])} | {num(r['latency_ms']['p99'])} | {errors} | "
                 f"{num(r['server_cpu_cores'], 2)} | {num(_per_request_cpu_ms(r), 2)} |"
@@ -222,13 +323,21 @@ def _limit_tables(limit: dict) -> list[str]:
 
 
 def _targets_table(targets: list[dict]) -> list[str]:
+    """One line per target; measured in several rounds, each round's figure and the worst margin."""
     lines = ["#### Targets", "", "| target | measured | required | result |", "| --- | ---: | ---: | --- |"]
     for t in targets:
+        rounds = t.get("rounds", [t])
         if t["met"] is None:
-            verdict = "not measured"
-        else:
+            verdict = "not measured" + (" in every round" if len(rounds) > 1 else "")
+        elif len(rounds) == 1:
             verdict = ("met" if t["met"] else "**missed**") + f" ({t['margin_pct']:+.1f}%)"
-        lines.append(f"| {t['target']} | {num(t['measured'])} | {num(t['required'])} | {verdict} |")
+        else:
+            missed = sum(1 for r in rounds if r["met"] is False)
+            verdict = f"met in all {len(rounds)} rounds" if t["met"] else f"**missed** in {missed} of {len(rounds)}"
+            verdict += f" (worst {t['margin_pct']:+.1f}%)"
+        measured = " / ".join(num(r["measured"]) for r in rounds)
+        required = " / ".join(num(r["required"]) for r in rounds)
+        lines.append(f"| {t['target']} | {measured} | {required} | {verdict} |")
     return [*lines, ""]
 
 
@@ -249,6 +358,7 @@ def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: 
     if results.get("limit"):
         lines += _limit_tables(results["limit"])
     lines += _overhead_tables(results) if model_free else _scenario_tables(results)
+    lines += _spread_tables(results)
     if results["targets"]:
         lines += _targets_table(results["targets"])
     if plot_path is not None:

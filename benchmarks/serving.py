@@ -15,13 +15,20 @@ bounded: warm-up + duration per level, a request timeout, and a fixed list of le
 ``--model-free`` measures what each server costs per request outside the model (on a GPU the model is
 nearly free, so that cost is what bounds requests/s there): in every server the network's forward pass is
 replaced by a constant, fixed logits of the right shape returned at once (``benchmarks.servers.model_free``),
-while HTTP, multipart parsing, image decoding, preprocessing, thread hops, batching, response building and
-middleware stay real. The bare FastAPI floor (``benchmarks.servers.bare_fastapi``: Starlette's form parser
-reads the upload, a fixed answer, no decode, no model) is always added, as the framework's own cost. The
-in-process limit and the targets, which are about the model, are skipped. The results go to
+while HTTP, multipart parsing, image decoding, thread hops, batching, response building and middleware stay
+real. The random checkpoint is made at 32x32 input then (``--input-size`` says otherwise), so the device's
+part of preprocessing, upsampling to 224, goes with the network: on a GPU host it runs on the GPU, and a CPU
+doing it here would be measuring work a GPU host's CPU never does. The bare FastAPI floor
+(``benchmarks.servers.bare_fastapi``: Starlette's form parser reads the upload, a fixed answer, no decode, no
+model) is always added, as the framework's own cost. The in-process limit and the targets, which are about
+the model, are skipped. The results go to
 ``serving-model-free.json`` / ``.md`` (and ``-model-free`` is added to a ``--plot`` name), the server logs
 to ``logs-model-free/``, and ``--update-doc`` replaces the ``serving-model-free`` section, so a model-free
 run never overwrites the real-model results. Their tables give requests/s and server CPU ms per request.
+
+``--rounds N`` repeats everything N times, the servers' order rotated each round, and the report gives each
+comparison in every round: a claim holds only if it holds in all of them. ``--generators ours,wrk`` drives
+every level with our client and then with wrk (``benchmarks.wrk``), so no result rests on one generator.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ from benchmarks.servers.catalog import (
     service_defaults,
 )
 from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from benchmarks.wrk import run_wrk, wrk_installed
 from models import load_checkpoint, save_random_checkpoint
+from models.transforms import INPUT_SIZE, SOURCE_SIZE
 from training.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -60,6 +69,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SCENARIOS = ("cifar:1:1,8,32", "photo:1:1,8,32", "cifar:64:1,4")
 QUICK_SCENARIOS = ("cifar:1:1,8", "photo:1:4", "cifar:16:2")
 DISTINCT_IMAGES = {"cifar": 64, "photo": 16}  # distinct pictures per kind: requests rotate through them
+# Our own client and wrk (benchmarks/wrk.py); each takes (load, client processes or wrk threads)
+GENERATORS = {"ours": run_load, "wrk": run_wrk}
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,9 @@ def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
     return tuple(multipart_body(group)[0] for group in groups)
 
 
-def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path) -> list[dict]:
-    """Every scenario and level against one server; a server that fails to start is recorded, not fatal."""
+def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path, round_number: int = 1) -> list[dict]:
+    """Every scenario and level against one server, with each load generator in turn; a server that fails to
+    start is recorded, not fatal."""
     rows = []
     try:
         with start_server(spec, log_dir / f"{spec.name}.log") as server:
@@ -110,34 +122,49 @@ def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path) -> l
                         args.duration,
                         timeout_s=args.request_timeout,
                     )
-                    cpu_before = server.cpu_s()
-                    result = run_load(load, processes=args.client_processes)
-                    server_cpu = server.cpu_s() - cpu_before
-                    row = {
-                        "server": spec.name,
-                        "kind": scenario.kind,
-                        "images_per_request": scenario.images_per_request,
-                        "concurrency": level,
-                        **result.summary.to_dict(),
-                        "server_cpu_cores": round(server_cpu / result.wall_s, 2),
-                        "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
-                    }
-                    logger.info(
-                        "%-16s %-9s c=%-3d %8.1f img/s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
-                        spec.name,
-                        scenario.label(),
-                        level,
-                        row["images_per_s"],
-                        row["requests_per_s"],
-                        row["latency_ms"]["p50"],
-                        row["latency_ms"]["p99"],
-                        row["error_count"],
-                    )
-                    rows.append(row)
+                    for generator in args.generators:
+                        cpu_before = server.cpu_s()
+                        result = GENERATORS[generator](load, args.client_processes)
+                        server_cpu = server.cpu_s() - cpu_before
+                        row = {
+                            "server": spec.name,
+                            "kind": scenario.kind,
+                            "images_per_request": scenario.images_per_request,
+                            "concurrency": level,
+                            "generator": generator,
+                            "round": round_number,
+                            **result.summary.to_dict(),
+                            "server_cpu_cores": round(server_cpu / result.wall_s, 2),
+                            "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
+                        }
+                        _log_row(row, scenario)
+                        rows.append(row)
     except (RuntimeError, TimeoutError, OSError) as exc:
         logger.error("%s could not be benchmarked: %s (see %s)", spec.name, exc, log_dir / f"{spec.name}.log")
-        rows.append({"server": spec.name, "failed": str(exc)})
+        rows.append({"server": spec.name, "round": round_number, "failed": str(exc)})
     return rows
+
+
+def _log_row(row: dict, scenario: Scenario) -> None:
+    logger.info(
+        "r%d %-4s %-16s %-9s c=%-3d %8.1f img/s %8.1f req/s  p50 %7.1f ms  p99 %7.1f ms  errors %d",
+        row["round"],
+        row["generator"],
+        row["server"],
+        scenario.label(),
+        row["concurrency"],
+        row["images_per_s"],
+        row["requests_per_s"],
+        row["latency_ms"]["p50"],
+        row["latency_ms"]["p99"],
+        row["error_count"],
+    )
+
+
+def server_order(names: list[str], round_number: int) -> list[str]:
+    """Round r starts with the r-th server: every server is measured early and late, none always first."""
+    shift = (round_number - 1) % len(names)
+    return names[shift:] + names[:shift]
 
 
 def run_limit(checkpoint_path: Path, device: torch.device, uploads, cifar_dir: Path, seconds: float) -> dict:
@@ -169,10 +196,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is an error")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for every server and the limit")
     parser.add_argument("--checkpoint", type=Path, help="serve this checkpoint (default: random weights, 224 input)")
-    parser.add_argument("--input-size", type=int, default=224, help="input size of the random checkpoint")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        help="input size of the random checkpoint (default 224; 32 with --model-free: no upsampling either)",
+    )
     parser.add_argument("--max-batch-size", type=int, help="LitServe's batch (default: the service's own default)")
     parser.add_argument("--max-wait-ms", type=float, help="LitServe's wait (default: the service's own default)")
     parser.add_argument("--client-processes", type=int, default=1, help="client processes (more on big hosts)")
+    parser.add_argument(
+        "--generators",
+        default="ours",
+        help=f"comma list from {sorted(GENERATORS)}: every level is driven by each in turn (default: ours)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat everything this many times, the servers' order rotated each round (default 1)",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     parser.add_argument(
         "--cifar-dir",
@@ -200,6 +242,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.server_names) - {*SERVER_NAMES, FLOOR_NAME}
     if unknown:
         parser.error(f"unknown servers {sorted(unknown)}; choose from {SERVER_NAMES}")
+    args.generators = [g.strip() for g in args.generators.split(",") if g.strip()]
+    if not args.generators or set(args.generators) - set(GENERATORS):
+        parser.error(f"--generators: choose from {sorted(GENERATORS)}")
+    if "wrk" in args.generators and not wrk_installed():
+        parser.error("--generators wrk: wrk is not installed (Debian: apt-get install wrk)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.input_size is None:
+        # Model-free: the device's share of preprocessing (the upsampling to 224, on the GPU where it matters)
+        # goes with the network, so the CPU does only what it does on a GPU host.
+        args.input_size = SOURCE_SIZE if args.model_free else INPUT_SIZE
     if args.model_free:
         args.no_limit = True  # the limit times the network, which a model-free run does not have
         if FLOOR_NAME not in args.server_names:
@@ -221,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
     max_wait = defaults.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
     most_files = max(s.images_per_request for s in args.scenarios)
     max_files = most_files if most_files > defaults.max_files else None  # else the service's default stays
-    levels = sum(len(s.levels) for s in args.scenarios) * len(args.server_names)
+    levels = sum(len(s.levels) for s in args.scenarios) * len(args.server_names) * len(args.generators) * args.rounds
     logger.info(
         "%d servers, %d levels in all, about %.0f s of load",
         len(args.server_names),
@@ -244,12 +297,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
         log_dir = args.out / ("logs-model-free" if args.model_free else "logs")  # the real run's logs are kept
         rows = []
-        for name in args.server_names:
-            if name == "litserve" and not litserve_installed():
-                logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
-                rows.append({"server": name, "failed": "litserve not installed"})
-                continue
-            rows += bench_server(specs[name], args.scenarios, uploads, args, log_dir)
+        for round_number in range(1, args.rounds + 1):
+            for name in server_order(args.server_names, round_number):
+                if name == "litserve" and not litserve_installed():
+                    logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
+                    rows.append({"server": name, "round": round_number, "failed": "litserve not installed"})
+                    continue
+                rows += bench_server(specs[name], args.scenarios, uploads, args, log_dir, round_number)
     results = {
         "command": "python -m benchmarks.serving " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
@@ -261,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
             "max_wait_ms": max_wait,
             "service_max_files": max_files,
             "client_processes": args.client_processes,
+            "generators": args.generators,
+            "rounds": args.rounds,
             "scenarios": [s.__dict__ for s in args.scenarios],
             "input_size": args.input_size,
             "model_free": args.model_free,

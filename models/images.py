@@ -54,7 +54,11 @@ def load_image(
     """Decode an image file into a uint8 RGB array of shape (size, size, 3)."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
-    image = open_image(source, max_pixels)
+    return decode_opened(open_image(source, max_pixels), size)
+
+
+def decode_opened(image: Image.Image, size: int = SOURCE_SIZE) -> np.ndarray:
+    """``load_image``'s second half: decode an image ``open_image`` checked, reduce it, close it."""
     try:
         return reduce_image(image, size)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL reports broken data these ways

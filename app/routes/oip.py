@@ -206,8 +206,9 @@ async def read_body(request: Request, max_body_bytes: int, timeout_s: float) -> 
     content_length(request, max_body_bytes)
     too_large = f"the request body is over the limit of {max_body_bytes:,} bytes"
     try:
-        body = await asyncio.wait_for(read_capped(request, max_body_bytes, too_large), timeout_s)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout_s):
+            body = await read_capped(request, max_body_bytes, too_large)
+    except TimeoutError:
         raise BodyTimeout(timeout_s) from None
     except ClientDisconnect:
         raise BadRequest("the client disconnected before sending the whole body") from None

@@ -7,7 +7,7 @@ import copy
 import warnings
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from app.deps import PredictorDep, ServiceState
 from app.errors import DeadlineExceeded, QueueFull, Unprocessable
@@ -151,7 +151,7 @@ async def predict_images(
         float | None,
         Query(allow_inf_nan=False, description="abstention threshold for this request (default: the model's)"),
     ] = None,
-) -> PredictResponse:
+) -> Response:
     """Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."""
     state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
     settings = state.settings
@@ -171,4 +171,7 @@ async def predict_images(
         with batcher.decoding():
             images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
     rows = await batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
-    return PredictResponse.build([u.filename for u in uploads], rows, predictor.info, k, threshold)
+    # The bytes, not the model: FastAPI would dump, validate and dump it again (response_model stays the schema)
+    names = [u.filename for u in uploads]
+    body = PredictResponse.render(names, rows, predictor.info, predictor.info_json, k, threshold)
+    return Response(body, media_type="application/json")

@@ -82,3 +82,36 @@ def test_plot_is_written(tmp_path):
     path = tmp_path / "plot.png"
     report.plot_latency_throughput(_results(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_target_holds_only_if_it_holds_in_every_round_and_each_generator_has_its_own():
+    results = _results()
+    results["settings"].update(rounds=3, generators=["ours", "wrk"])
+    results["results"] = [
+        {**_row("service", "cifar", rate, 200.0), "round": n, "generator": generator}
+        for n, rate in ((1, 300.0), (2, 240.0), (3, 270.0))
+        for generator in ("ours", "wrk")
+    ] + [
+        {**_row("litserve", "cifar", 200.0, 180.0), "round": n, "generator": generator}
+        for n in (1, 2, 3)
+        for generator in ("ours", "wrk")
+    ]  # fmt: skip
+    targets = {t["target"]: t for t in report.check_targets(results)}
+    litserve = targets["cifar, 32 clients: >= 1.3x LitServe"]
+    assert litserve["measured"] == [300.0, 240.0, 270.0] and litserve["required"] == [260.0] * 3
+    assert litserve["met"] is False and litserve["margin_pct"] == -7.7  # round 2: 240 against 260
+    assert [r["met"] for r in litserve["rounds"]] == [True, False, True]
+    assert targets["cifar, 32 clients: >= 1.3x LitServe [wrk]"]["met"] is False
+    results["targets"] = list(targets.values())
+    text = report.serving_markdown(results)
+    assert "| 300.0 / 240.0 / 270.0 | 260.0 / 260.0 / 260.0 | **missed** in 1 of 3 (worst -7.7%) |" in text
+    assert "| this service | 32 | 2 | wrk | 240.0 |" in text  # every round's row, with its round and generator
+    # the spread: median 270, lowest 240, highest 300 = 22% of the median
+    assert "| cifar x1 | 32 | ours | this service | 270.0 | 240.0 - 300.0 | 22% |" in text
+
+
+def test_the_servers_order_rotates_each_round():
+    from benchmarks.serving import server_order
+
+    names = ["service", "litserve", "plain-fastapi"]
+    assert [server_order(names, n)[0] for n in (1, 2, 3, 4)] == ["service", "litserve", "plain-fastapi", "service"]
