@@ -40,8 +40,8 @@ def test_render_is_the_validated_models_json(rule, threshold):
     first, second, third = answer.predictions
     assert [c.index for c in first.top_k][:2] == [2, 7]
     if rule:
-        limit = -3.5 if threshold is None else threshold
-        assert (first.confident, second.confident) == (-2.0 >= limit, -4.0 >= limit)
+        # scores -2 and -4: the model's threshold -3.5 passes the first only, the request's -1.0 neither
+        assert (first.confident, second.confident) == ((True, False) if threshold is None else (False, False))
         assert third.ood_score is None and third.confident is False  # JSON has no -inf: null, as pydantic sends it
     else:
         assert first.confident is None and first.ood_score is None
