@@ -37,7 +37,7 @@ async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-async def get_predictor(request: Request) -> Predictor:
+def ready_predictor(request: Request) -> Predictor:
     """The loaded, warmed-up predictor; 503 before that.
 
     While stopping, requests the server has already received are still served ("finish what is in
@@ -48,6 +48,11 @@ async def get_predictor(request: Request) -> Predictor:
     if state.status not in ("ready", "stopping") or state.predictor is None:
         raise NotReady(f"not ready: {state.detail or state.status}")
     return state.predictor
+
+
+async def get_predictor(request: Request) -> Predictor:
+    """``ready_predictor`` as a dependency (async: FastAPI would run a plain function in a thread)."""
+    return ready_predictor(request)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -140,24 +140,29 @@ def prediction_dicts(
     filenames: Sequence[str], rows: np.ndarray, model: ModelInfo, top_k: int, threshold: float | None = None
 ) -> list[dict[str, Any]]:
     """One prediction per file from its row of the pass (probabilities and score), with the ``top_k`` best
-    classes and the verdict at ``threshold`` (default: the model's); the fields of ``ImagePrediction``."""
-    probabilities = rows["probabilities"]  # (n, C)
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (n, k), most probable first
-    rounded = np.round(np.take_along_axis(probabilities, best, axis=1).astype(np.float64), PROBABILITY_DECIMALS)
+    classes and the verdict at ``threshold`` (default: the model's); the fields of ``ImagePrediction``.
+
+    Plain Python on the rows' lists: for a few rows of ten classes numpy's per-call cost is most of the work.
+    """
     rule = model.abstention
     limit = threshold if threshold is not None else rule.threshold if rule else None
-    scores = rows["score"].astype(np.float64).round(PROBABILITY_DECIMALS).tolist()
     classes = model.classes
     predictions = []
-    for name, indices, values, score in zip(filenames, best.tolist(), rounded.tolist(), scores, strict=True):
-        top = [{"label": classes[i], "index": i, "probability": p} for i, p in zip(indices, values, strict=True)]
-        finite = math.isfinite(score)  # JSON has no infinities: an infinite score is sent as null, as pydantic does
+    rows_probabilities = rows["probabilities"].tolist()  # float32 -> float: the values rounded are the pass's
+    scores = rows["score"].tolist()
+    for name, probabilities, score in zip(filenames, rows_probabilities, scores, strict=True):
+        # Most probable first; a tie keeps the lower index first (a stable sort on the negated values)
+        best = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:top_k]
+        top = [{"label": classes[i], "index": i, "probability": round(probabilities[i], PROBABILITY_DECIMALS)}
+               for i in best]  # fmt: skip
+        score = round(score, PROBABILITY_DECIMALS) if math.isfinite(score) else score
         predictions.append({
             "filename": name,
             "label": top[0]["label"],
             "probability": top[0]["probability"],
             "confident": None if limit is None else score >= limit,
-            "ood_score": None if rule is None or not finite else score,
+            # JSON has no infinities: an infinite score is sent as null, as pydantic sends it
+            "ood_score": None if rule is None or not math.isfinite(score) else score,
             "top_k": top,
         })  # fmt: skip
     return predictions

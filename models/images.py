@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from models.transforms import SOURCE_SIZE
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+ORIENTATION = 0x0112  # the EXIF tag; 1 (or none) means stored upright
 DEFAULT_MAX_PIXELS = 50_000_000  # pixels (width x height): about a 50-megapixel photo
 
 
@@ -101,10 +102,13 @@ def reduce_image(image: Image.Image, size: int = SOURCE_SIZE) -> np.ndarray:
     if image.format == "JPEG":
         # Let the decoder downscale by up to 8x while both sides stay >= 2x the target (kept for quality).
         image.draft(image.mode, (2 * size, 2 * size))
-    image = ImageOps.exif_transpose(image)  # decodes, applying EXIF orientation
+    if image.getexif().get(ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # decodes, applying EXIF orientation
     rgb = to_rgb(image)
-    square = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
-    return np.asarray(square, dtype=np.uint8).copy()  # (size, size, 3)
+    # Already the size (a CIFAR image): nothing to crop or resize, and fit would copy it all the same
+    square = rgb if rgb.size == (size, size) else ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
+    # One copy into a writable array (np.asarray of a PIL image is read-only, and slower for small images)
+    return np.frombuffer(bytearray(square.tobytes()), dtype=np.uint8).reshape(size, size, 3)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -120,4 +124,4 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert would copy an RGB image

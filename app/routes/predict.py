@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import warnings
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from app.deps import PredictorDep, ServiceState
+from app.deps import ServiceState, ready_predictor
 from app.errors import DeadlineExceeded, QueueFull, Unprocessable
 from app.request_log import IMAGES
 from app.schemas import ErrorResponse, PredictResponse
@@ -28,7 +30,42 @@ RAW_DESCRIPTION = (
     "one image as the whole body (JPEG, PNG, WebP, BMP, GIF or TIFF); its name, if wanted in the answer, "
     'from a `Content-Disposition: attachment; filename="cat.jpg"` header'
 )
+
+
+class PredictQuery(BaseModel):
+    """/predict's query parameters: validated by pydantic as FastAPI would (the same 422 messages), and only when
+    there is a query string; their OpenAPI entries are generated from these fields (``UPLOAD_BODY``)."""
+
+    top_k: int | None = Field(None, ge=1, description="classes listed per image (default: the service's)")
+    threshold: float | None = Field(
+        None, allow_inf_nan=False, description="abstention threshold for this request (default: the model's)"
+    )
+
+
+def _query_parameters() -> list[dict[str, Any]]:
+    properties = PredictQuery.model_json_schema()["properties"]
+    return [
+        {"name": name, "in": "query", "required": False, "description": schema["description"], "schema": schema}
+        for name, schema in properties.items()
+    ]
+
+
+def query_options(request: Request) -> tuple[int | None, float | None]:
+    """(top_k, threshold) from the query string; RequestValidationError (422) as FastAPI words it."""
+    if not request.scope.get("query_string"):
+        return None, None
+    params = request.query_params
+    try:
+        query = PredictQuery.model_validate(
+            {name: params[name] for name in PredictQuery.model_fields if name in params}
+        )
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]) from None
+    return query.top_k, query.threshold
+
+
 UPLOAD_BODY: dict[str, Any] = {
+    "parameters": _query_parameters(),
     "requestBody": {
         "required": True,
         "content": {
@@ -53,7 +90,7 @@ UPLOAD_BODY: dict[str, Any] = {
                 for media_type in RAW_MEDIA_TYPES
             },
         },
-    }
+    },
 }
 
 
@@ -126,7 +163,8 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
         content["content"][media_type]["schema"]["description"] = f"{RAW_DESCRIPTION}; at most {raw_limit:,} bytes"
     predictor = state.predictor
     if predictor is not None:
-        parameters = operation.get("parameters", [])
+        # FastAPI puts the list itself into every app's schema: this app's copy, changed below
+        operation["parameters"] = parameters = copy.deepcopy(operation.get("parameters", []))
         for parameter in parameters:
             if parameter["name"] == "top_k":  # int | None: the schema's integer branch
                 for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
@@ -143,17 +181,13 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
     responses=PREDICT_ERRORS,
     openapi_extra=UPLOAD_BODY,
 )
-async def predict_images(
-    request: Request,
-    predictor: PredictorDep,
-    top_k: Annotated[int | None, Query(ge=1, description="classes listed per image (default: the service's)")] = None,
-    threshold: Annotated[
-        float | None,
-        Query(allow_inf_nan=False, description="abstention threshold for this request (default: the model's)"),
-    ] = None,
-) -> Response:
+async def predict_images(request: Request) -> Response:
     """Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."""
-    state: ServiceState = request.app.state.service  # not a dependency: each costs ~40 us per request
+    # Neither dependencies nor FastAPI's query parameters: resolving them cost a tenth of this route's time
+    # without the model (py-spy, docs/benchmarks.md), and most requests have no query string at all.
+    state: ServiceState = request.app.state.service
+    predictor = ready_predictor(request)  # 503 until loaded and warmed up
+    top_k, threshold = query_options(request)
     settings = state.settings
     k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
     if k > len(predictor.classes):
