@@ -16,6 +16,9 @@ SERVER_LABELS = {
     "service-nobatch": "this service, batching off",
     "plain-fastapi": "plain FastAPI",
     "litserve": "LitServe",
+    "litserve-nofq": "LitServe, fast_queue off",
+    "litserve-pil": "LitServe, its own PIL decode",
+    "litserve-b16": "LitServe, batch 16",
     "bare-fastapi": "bare FastAPI (floor)",
 }
 FLOOR = "bare-fastapi"
@@ -63,6 +66,14 @@ def _rate(rows: list[dict], server: str, kind: str, images: int, concurrency: in
 def _p99(rows: list[dict], server: str, kind: str, concurrency: int):
     found = find_row(rows, server, kind, 1, concurrency)
     return found[0]["latency_ms"]["p99"] if found and found[0]["requests"] else None
+
+
+def best_litserve(rows: list[dict], kind: str, images: int, concurrency: int) -> str:
+    """The LitServe configuration with the most images/s in these rows (one round's): the peer to beat."""
+    rates = {r["server"]: r["images_per_s"] for r in rows if r.get("server", "").startswith("litserve")
+             and r.get("kind") == kind and r.get("images_per_request") == images
+             and r.get("concurrency") == concurrency and r.get("requests")}  # fmt: skip
+    return max(rates, key=rates.__getitem__) if rates else "litserve"
 
 
 def _times(value, factor: float):
@@ -117,6 +128,7 @@ def _round_targets(rows: list[dict], results: dict) -> list[dict]:
             _target("GPU: images/s in 64-image requests (best level)", best_multi, 10000.0),
         ]
     c = 32
+    litserve, litserve_photo = best_litserve(rows, "cifar", 1, c), best_litserve(rows, "photo", 1, c)
     ours = _rate(rows, "service", "cifar", 1, c)
     photo = _rate(rows, "service", "photo", 1, c)
     limit = results["limit"]["best"]["images_per_s"] if results.get("limit") else None
@@ -125,17 +137,21 @@ def _round_targets(rows: list[dict], results: dict) -> list[dict]:
         _target(
             "cifar, 32 clients: >= 2.5x plain FastAPI", ours, _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5)
         ),
-        _target("cifar, 32 clients: >= 1.3x LitServe", ours, _times(_rate(rows, "litserve", "cifar", 1, c), 1.3)),
+        _target(
+            "cifar, 32 clients: >= 1.3x LitServe (its best)", ours, _times(_rate(rows, litserve, "cifar", 1, c), 1.3)
+        ),
         _target(
             "cifar, 32 clients: p99 no worse than LitServe's (ms)",
             _p99(rows, "service", "cifar", c),
-            _p99(rows, "litserve", "cifar", c),
+            _p99(rows, litserve, "cifar", c),
             higher_is_better=False,
         ),
         _target(
             "photo, 32 clients: >= 3x plain FastAPI", photo, _times(_rate(rows, "plain-fastapi", "photo", 1, c), 3.0)
         ),
-        _target("photo, 32 clients: no slower than LitServe", photo, _rate(rows, "litserve", "photo", 1, c)),
+        _target(
+            "photo, 32 clients: no slower than LitServe (its best)", photo, _rate(rows, litserve_photo, "photo", 1, c)
+        ),
     ]
 
 

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows = []
         for round_number in range(1, args.rounds + 1):
             for name in server_order(args.server_names, round_number):
-                if name == "litserve" and not litserve_installed():
+                if name.startswith("litserve") and not litserve_installed():
                     logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
                     rows.append({"server": name, "round": round_number, "failed": "litserve not installed"})
                     continue

@@ -15,7 +15,9 @@ from benchmarks.servers.launch import ServerSpec
 
 logger = logging.getLogger(__name__)
 
-SERVER_NAMES = ("service", "service-nobatch", "plain-fastapi", "litserve")
+# LitServe's other strong configurations beside the first: the targets are read against the best LitServe
+LITSERVE_VARIANTS = ("litserve-nofq", "litserve-pil", "litserve-b16")
+SERVER_NAMES = ("service", "service-nobatch", "plain-fastapi", "litserve", *LITSERVE_VARIANTS)
 FLOOR_NAME = "bare-fastapi"  # measured in model-free runs only: it has no model to replace
 MODEL_FREE = ", forward pass replaced by a constant"  # appended to each server's description
 FALLBACK_MAX_BATCH_SIZE = 32  # images per forward pass, used only if the service's settings cannot be read
@@ -52,6 +54,21 @@ def service_defaults(device: str = "cpu") -> ServiceDefaults:
     except Exception as exc:  # the app not importable here, or its settings renamed: say so, use the fallback
         logger.warning("could not read the service's defaults (%s): using %s", exc, ServiceDefaults())
         return ServiceDefaults()
+
+
+def _litserve(
+    name: str, python: str, checkpoint: Path, device: str, batch: int, max_wait_ms: float, model_free: bool,
+    flags: tuple[str, ...], what: str,
+) -> ServerSpec:  # fmt: skip
+    command = (
+        python, "-m", "benchmarks.servers.litserve_server", "--checkpoint", str(checkpoint), "--device", device,
+        "--port", "{port}", "--max-batch-size", str(batch), "--batch-timeout-ms", str(max_wait_ms), *flags,
+        *(("--model-free",) if model_free else ()),
+    )  # fmt: skip
+    decode = "" if "pil" in flags else "models.load_image + "
+    suffix = MODEL_FREE if model_free else ""
+    return ServerSpec(name, command, description=f"LitServe, {decode}Preprocess, batch {batch}, "
+                      f"wait {max_wait_ms:g} ms, {what}{suffix}")  # fmt: skip
 
 
 def litserve_installed() -> bool:
@@ -103,27 +120,15 @@ def server_specs(
             description="a tutorial-style FastAPI endpoint: full-size PIL decode, Resize/ToTensor, forward per request"
             + suffix,
         ),
-        "litserve": ServerSpec(
-            "litserve",
-            (
-                python,
-                "-m",
-                "benchmarks.servers.litserve_server",
-                "--checkpoint",
-                str(checkpoint),
-                "--device",
-                device,
-                "--port",
-                "{port}",
-                "--max-batch-size",
-                str(max_batch_size),
-                "--batch-timeout-ms",
-                str(max_wait_ms),
-                *(("--model-free",) if model_free else ()),
-            ),
-            description=f"LitServe, models.load_image + Preprocess, batch {max_batch_size}, wait {max_wait_ms:g} ms"
-            + suffix,
-        ),
+        **{
+            name: _litserve(name, python, checkpoint, device, batch, max_wait_ms, model_free, flags, what)
+            for name, batch, flags, what in (
+                ("litserve", max_batch_size, (), "fast_queue on"),
+                ("litserve-nofq", max_batch_size, ("--no-fast-queue",), "fast_queue off"),
+                ("litserve-pil", max_batch_size, ("--decode", "pil"), "fast_queue on, its own PIL decode"),
+                ("litserve-b16", max(1, max_batch_size // 2), (), "fast_queue on"),
+            )
+        },
     }
     if model_free:
         specs[FLOOR_NAME] = ServerSpec(

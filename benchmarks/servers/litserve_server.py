@@ -22,6 +22,7 @@ import litserve as ls
 import numpy as np
 import torch
 from fastapi import HTTPException
+from PIL import Image
 
 from benchmarks.servers import model_free
 from models import Classifier, ImageError, load_checkpoint, load_image
@@ -33,11 +34,13 @@ class AlexNetAPI(ls.LitAPI):
     """Uploads in the multipart field ``file`` (one or many) -> {"predictions": [...]}, in order."""
 
     def __init__(
-        self, checkpoint_path: str, max_batch_size: int, batch_timeout: float, model_free: bool = False
-    ) -> None:
+        self, checkpoint_path: str, max_batch_size: int, batch_timeout: float, model_free: bool = False,
+        decode: str = "project",
+    ) -> None:  # fmt: skip
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.checkpoint_path = checkpoint_path
         self.model_free = model_free
+        self.decode = decode
         self.max_images = max_batch_size  # images per forward pass, as the service counts them
 
     def setup(self, device: str) -> None:
@@ -56,9 +59,15 @@ class AlexNetAPI(ls.LitAPI):
         if not uploads:
             raise HTTPException(422, "no file uploaded in the field 'file'")
         try:
-            return np.stack([load_image(u.file.read(), size=self.source_size) for u in uploads])  # (k, s, s, 3)
-        except ImageError as exc:
+            return np.stack([self._decode(u.file) for u in uploads])  # (k, s, s, 3)
+        except (ImageError, OSError) as exc:
             raise HTTPException(400, str(exc)) from exc
+
+    def _decode(self, file) -> np.ndarray:
+        if self.decode == "pil":  # LitServe's own examples' way: open, RGB, resize; no crop, no reduced JPEG decode
+            with Image.open(file) as image:
+                return np.asarray(image.convert("RGB").resize((self.source_size, self.source_size)))
+        return load_image(file.read(), size=self.source_size)
 
     def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return inputs  # requests may carry several images each: predict concatenates them
@@ -98,9 +107,15 @@ def main() -> None:
         help="ZeroMQ between the HTTP and inference processes, LitServe's advice above ~100 requests/s",
     )
     parser.add_argument("--model-free", action="store_true", help="the network's forward pass is a constant")
+    parser.add_argument(
+        "--decode",
+        choices=["project", "pil"],
+        default="project",
+        help="project: models.load_image, as the service; pil: Image.open, convert, resize, as LitServe's examples",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0, args.model_free)
+    api = AlexNetAPI(args.checkpoint, args.max_batch_size, args.batch_timeout_ms / 1000.0, args.model_free, args.decode)
     server = ls.LitServer(api, accelerator=args.device, devices=1, workers_per_device=1, fast_queue=args.fast_queue)
     server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False, access_log=False)
 
