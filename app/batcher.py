@@ -105,15 +105,15 @@ class Batcher:
         self.capacity = Capacity(workers)
         self._queue: deque[Job] = deque()
         self._queued_images = 0
-        self._arriving = 0  # requests being received or decoded, about to submit
-        self._decoding = 0  # of those, the ones whose body is in
         self._waiter: asyncio.Future[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._free_workers: asyncio.Semaphore | None = None
         self._passes: dict[asyncio.Task[None], float] = {}  # running passes and when they started (loop time)
-        self._arrivals = _Counting(self, "_arriving", wake=True)
-        self._decodings = _Counting(self, "_decoding", wake=False)
+        # Requests being received or decoded, about to submit (leaving wakes the pass being formed, which may
+        # stop waiting for them); and of those, the ones whose body is in
+        self._arriving = _Counting(on_exit=self._wake)
+        self._decoding = _Counting()
         self.last_expected_wait = 0.0  # seconds: the last admission estimate
         # Read when /metrics is scraped, not set per request: a gauge's set takes a lock, several times a request
         self.metrics.queue_depth.set_function(lambda: self._queued_images)
@@ -141,7 +141,7 @@ class Batcher:
         still receiving do not: a stalled client must not make the service refuse others); the exact check,
         with this request's images, is ``submit``'s.
         """
-        ahead = self._queued_images + self._decoding * self.capacity.request_images
+        ahead = self._queued_images + self._decoding.count * self.capacity.request_images
         self._admit(ahead, 1, time_left)
 
     def _admit(self, ahead: float, images: int, time_left: float) -> None:
@@ -166,11 +166,11 @@ class Batcher:
 
     def arriving(self) -> _Counting:
         """Around receiving and decoding a request: tells the batcher a submit is on its way."""
-        return self._arrivals
+        return self._arriving
 
     def decoding(self) -> _Counting:
         """Around decoding a request whose body has arrived: its images will join the queue shortly."""
-        return self._decodings
+        return self._decoding
 
     async def submit(self, images: np.ndarray, deadline: float) -> np.ndarray:
         """Queue one request's images (n, ...); return its n rows of output, in order. Raises 429/503/504."""
@@ -261,7 +261,7 @@ class Batcher:
             if not self.batching or images >= limit or self._queue:
                 break  # full, or (without batching) the next request starts the next pass
             remaining = give_up_at - loop.time()
-            idle = self._arriving == 0 and not self._passes
+            idle = self._arriving.count == 0 and not self._passes
             if idle or remaining <= 0 or self._stopping:
                 break  # nothing else is happening (a lone request never waits), or we waited long enough
             await self._wait(remaining)
@@ -364,16 +364,17 @@ class Batcher:
 
 
 class _Counting:
-    """``Batcher.arriving()`` and ``decoding()``: a plain class, not @contextmanager, whose generator cost about
-    20 us a request. Counts one more in the batcher's ``attribute`` while the block runs."""
+    """``Batcher.arriving()`` and ``decoding()``: how many requests are inside the block. A plain class, not
+    @contextmanager, whose generator cost about 20 us a request."""
 
-    def __init__(self, batcher: Batcher, attribute: str, wake: bool) -> None:
-        self.batcher, self.attribute, self.wake = batcher, attribute, wake
+    def __init__(self, on_exit: Callable[[], None] | None = None) -> None:
+        self.count = 0
+        self.on_exit = on_exit
 
     def __enter__(self) -> None:
-        setattr(self.batcher, self.attribute, getattr(self.batcher, self.attribute) + 1)
+        self.count += 1
 
     def __exit__(self, *exc: object) -> None:
-        setattr(self.batcher, self.attribute, getattr(self.batcher, self.attribute) - 1)
-        if self.wake:
-            self.batcher._wake()  # the pass being formed may stop waiting for this request
+        self.count -= 1
+        if self.on_exit is not None:
+            self.on_exit()
