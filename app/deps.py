@@ -37,14 +37,13 @@ async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def ready_predictor(request: Request) -> Predictor:
+def ready_predictor(state: ServiceState) -> Predictor:
     """The loaded, warmed-up predictor; 503 before that.
 
     While stopping, requests the server has already received are still served ("finish what is in
     flight"); /health says 503 so that no new ones are routed here, and the batcher refuses work once
     it has stopped.
     """
-    state: ServiceState = request.app.state.service
     if state.status not in ("ready", "stopping") or state.predictor is None:
         raise NotReady(f"not ready: {state.detail or state.status}")
     return state.predictor
@@ -52,7 +51,7 @@ def ready_predictor(request: Request) -> Predictor:
 
 async def get_predictor(request: Request) -> Predictor:
     """``ready_predictor`` as a dependency (async: FastAPI would run a plain function in a thread)."""
-    return ready_predictor(request)
+    return ready_predictor(request.app.state.service)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -5,8 +5,8 @@ Anything else is a bug: it is logged with its traceback and answered with a bare
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -134,7 +134,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # One sentence like every other error, e.g. "query parameter top_k: Input should be greater than or
     # equal to 1"; the input values are left out: they may be large or private.
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": "; ".join(_describe(error) for error in exc.errors())}, status_code=422)
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+
+
+def validation_detail(errors: Sequence[dict[str, Any]]) -> str:
+    """pydantic's errors as the one sentence of a 422, FastAPI's own and app/routes/predict.py's alike."""
+    return "; ".join(_describe(error) for error in errors)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -159,11 +164,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def send_error(send: Send, exc: ServiceError) -> None:
     """Answer ``exc`` straight to the ASGI server, for middlewares that refuse a request before routing."""
-    body = json.dumps({"detail": exc.detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    headers += [(name.lower().encode(), value.encode()) for name, value in (exc.headers or {}).items()]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    # The very bytes and headers the exception handler's JSONResponse gives (tests/app/test_door.py)
+    response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class CatchUnexpectedErrors:

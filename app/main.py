@@ -92,7 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(page.router)
     app.router.routes.extend(framework_routes)
     predict.install_schema_limits(app)
-    app.add_middleware(ShedAtTheDoor, state=app.state.service)  # the innermost: after the key check, before routing
+    # The innermost: after the key check, before routing; it answers /predict once ready (app/door.py)
+    app.add_middleware(ShedAtTheDoor, state=app.state.service)
     install_error_handlers(app)
     install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
     app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)

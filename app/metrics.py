@@ -51,6 +51,9 @@ class Metrics:
         self.ready = Gauge("alexnet_ready", "1 when the model is loaded and warmed up", registry=r)
 
 
+ROUTE_LABEL = "alexnet.route"  # scope key: the route template of a request answered before routing (app/door.py)
+
+
 class RequestMetrics:
     """ASGI middleware: count each HTTP request by route template and status, and time it."""
 
@@ -75,7 +78,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_recording)
         finally:
             # The route template, not the raw path: a scan of random URLs must not grow the label set.
-            route = getattr(scope.get("route"), "path", None) or _mount_label(scope)
+            route = scope.get(ROUTE_LABEL) or getattr(scope.get("route"), "path", None) or _mount_label(scope)
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 

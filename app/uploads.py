@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -24,6 +25,10 @@ from starlette.requests import ClientDisconnect, Request
 
 from app.errors import BadRequest, BodyTimeout, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError, decode_opened, open_image
+
+# python-multipart logs a WARNING in its own wording for each malformed body: a client could fill the log with
+# them; the 400 names the fault (_multipart_error) and the access line records it.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 FIELD = "file"  # the multipart field carrying images, repeated for several
 RAW_MEDIA_TYPES = ("image/*", "application/octet-stream")  # one image as the whole body
@@ -103,28 +108,46 @@ def content_length(request: Request, max_body_bytes: int) -> int | None:
 def _boundary(params: dict[bytes, bytes]) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
-        raise BadRequest("malformed multipart body (no boundary in the Content-Type header)")
+        raise BadRequest("malformed multipart body: no boundary in the Content-Type header")
     return boundary
 
 
 async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits) -> list[Upload]:
     reader = _PartReader(limits)
     parser = MultipartParser(boundary, reader.callbacks())
-    received = 0
+    received = start = 0
     try:
         async for chunk in request.stream():
-            received += len(chunk)
+            start, received = received, received + len(chunk)
             if received > limits.max_body_bytes:
                 raise PayloadTooLarge(f"the request body is over the limit of {limits.max_body_bytes:,} bytes")
             parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:
-        raise BadRequest(f"malformed multipart body ({exc})") from None
+        offset = getattr(exc, "offset", -1)  # within the chunk being parsed
+        raise BadRequest(_multipart_error(str(exc), boundary, start + offset if offset >= 0 else None)) from None
     if reader.open_part:
-        raise BadRequest("malformed multipart body (it ends inside a part)")
+        raise BadRequest("malformed multipart body: it ends inside a part (no closing --boundary--)")
     if not reader.uploads:
         raise Unprocessable(NO_FILES)
     return reader.uploads
+
+
+def _multipart_error(parser_message: str, boundary: bytes, at: int | None) -> str:
+    """What the client got wrong, in its terms: python-multipart's own words name its internal states."""
+    message = parser_message.lower()
+    if message.startswith(("expected boundary character", "did not find cr at end of", "did not find lf at end of b")):
+        shown = boundary[:70].decode("latin-1")  # RFC 2046 caps a boundary at 70 characters; the client chose it
+        what = f"it does not start with --{shown} and a line break, the boundary its Content-Type header gives"
+    elif "header" in message and "maximum" in message:
+        what = "a part's headers are over the parser's size or count limit"
+    elif "header" in message:
+        what = "a part's headers are not 'Name: value' lines ending in CRLF, followed by an empty line"
+    elif "boundary" in message:
+        what = "a boundary inside it is malformed (each part ends with CRLF --boundary, the last with --boundary--)"
+    else:
+        what = "it is not multipart/form-data as its Content-Type says"
+    return f"malformed multipart body: {what}" + (f" (at byte {at:,})" if at is not None else "")
 
 
 async def _read_raw(request: Request, length: int | None, limits: UploadLimits) -> list[Upload]:

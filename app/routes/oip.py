@@ -48,6 +48,11 @@ def is_infer_path(path: str) -> bool:
     return path.startswith(MODELS_PREFIX) and path.endswith("/infer")
 
 
+def infer_path(versioned: bool) -> str:
+    """The template of the infer route, with or without a version: its metrics label."""
+    return MODELS_PREFIX + ("{name}/versions/{version}/infer" if versioned else "{name}/infer")
+
+
 def error_body(exc: ServiceError) -> bytes:
     return json.dumps({"error": exc.detail}).encode()
 

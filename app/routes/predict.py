@@ -8,11 +8,11 @@ import warnings
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from app.deps import ServiceState, ready_predictor
-from app.errors import DeadlineExceeded, QueueFull, Unprocessable
+from app.errors import DeadlineExceeded, QueueFull, ServiceError, Unprocessable, send_error, validation_detail
 from app.request_log import IMAGES
 from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import FIELD, NO_FILES, RAW_MEDIA_TYPES, UploadLimits, decode_uploads, read_uploads
@@ -51,7 +51,7 @@ def _query_parameters() -> list[dict[str, Any]]:
 
 
 def query_options(request: Request) -> tuple[int | None, float | None]:
-    """(top_k, threshold) from the query string; RequestValidationError (422) as FastAPI words it."""
+    """(top_k, threshold) from the query string; Unprocessable (422) worded as FastAPI's own validation is."""
     if not request.scope.get("query_string"):
         return None, None
     params = request.query_params
@@ -60,7 +60,7 @@ def query_options(request: Request) -> tuple[int | None, float | None]:
             {name: params[name] for name in PredictQuery.model_fields if name in params}
         )
     except ValidationError as exc:
-        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]) from None
+        raise Unprocessable(validation_detail([{**e, "loc": ("query", *e["loc"])} for e in exc.errors()])) from None
     return query.top_k, query.threshold
 
 
@@ -183,10 +183,31 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
 )
 async def predict_images(request: Request) -> Response:
     """Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."""
-    # Neither dependencies nor FastAPI's query parameters: resolving them cost a tenth of this route's time
-    # without the model (py-spy, docs/benchmarks.md), and most requests have no query string at all.
-    state: ServiceState = request.app.state.service
-    predictor = ready_predictor(request)  # 503 until loaded and warmed up
+    # Reached only before the model is ready (503): from then on app/door.py answers /predict with answer_asgi
+    return Response(await classify(request, request.app.state.service), media_type="application/json")
+
+
+async def answer_asgi(scope: Scope, receive: Receive, send: Send, state: ServiceState) -> None:
+    """/predict answered straight from ASGI, below the router and the framework's exception layers.
+
+    app/door.py calls this once the model is ready: those layers were over a quarter of the event loop's time
+    per request without the model (py-spy, docs/benchmarks.md). The answers are the route's to the byte: the
+    same ``classify``, every ServiceError as the JSON error its handler gives, anything else raised to
+    app.errors.CatchUnexpectedErrors as before.
+    """
+    try:
+        body = await classify(Request(scope, receive), state)
+    except ServiceError as exc:
+        await send_error(send, exc)
+        return
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def classify(request: Request, state: ServiceState) -> bytes:
+    """The whole of /predict: the query, the body, decoding, the model; the answer's JSON bytes, or a ServiceError."""
+    predictor = ready_predictor(state)  # 503 until loaded and warmed up
     top_k, threshold = query_options(request)
     settings = state.settings
     k = min(settings.top_k, len(predictor.classes)) if top_k is None else top_k
@@ -207,5 +228,4 @@ async def predict_images(request: Request) -> Response:
     rows = await batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
     # The bytes, not the model: FastAPI would dump, validate and dump it again (response_model stays the schema)
     names = [u.filename for u in uploads]
-    body = PredictResponse.render(names, rows, predictor.info, predictor.info_json, k, threshold)
-    return Response(body, media_type="application/json")
+    return PredictResponse.render(names, rows, predictor.info, predictor.info_json, k, threshold)

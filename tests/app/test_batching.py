@@ -135,6 +135,48 @@ def test_full_queue_answers_429_at_once(gated) -> None:
     assert httpx.post(f"{server.url}/predict", files=files(("a.png", IMAGE))).status_code == 200
 
 
+def test_full_queue_answers_oip_infer_429_at_once_with_its_error_body(gated) -> None:
+    """The Open Inference Protocol's infer is shed like /predict, in its own error shape, seen by tritonclient."""
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    server, gate = gated(max_queue=2, max_files=2)
+
+    def infer() -> str:  # a client of its own each time: tritonclient's (gevent) is bound to its thread
+        oip = triton.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=30)
+        tensor = triton.InferInput("images", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([IMAGE], dtype=object), binary_data=True)
+        try:
+            oip.infer("alexnet", [tensor])
+        except InferenceServerException as exc:
+            return f"{exc.status()} {exc.message()}"
+        finally:
+            oip.close()
+        return "200"
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], str, httpx.Response, float]:
+        running = asyncio.create_task(post(client))
+        await asyncio.to_thread(gate.entered.wait, 30)
+        queued = [asyncio.create_task(post(client, count=2))]
+        await asyncio.to_thread(gate.wait_queued, 2)  # the queue holds 2 images: full
+        start = time.perf_counter()
+        refused_by_triton = await asyncio.to_thread(infer)
+        pixels = {"name": "pixels", "datatype": "UINT8", "shape": [1, 32, 32, 3], "data": [0] * 3072}
+        refused = await client.post("/v2/models/alexnet/infer", json={"inputs": [pixels]})
+        seconds = time.perf_counter() - start
+        gate.open()
+        return await asyncio.gather(running, *queued), refused_by_triton, refused, seconds
+
+    accepted, refused_by_triton, refused, seconds = run_clients(server, scenario)
+    assert refused_by_triton.startswith("429 ") and "queue is full" in refused_by_triton, refused_by_triton
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert "queue is full" in refused.json()["error"] and "detail" not in refused.json()
+    assert seconds < 5  # both refused without waiting for the model
+    assert [r.status_code for r in accepted] == [200] * 2
+    assert infer() == "200"  # and served once the queue drains
+
+
 def test_request_past_its_deadline_answers_504_and_never_reaches_the_model(gated) -> None:
     server, gate = gated(request_timeout_s=0.5)
     images_before = server.metric("alexnet_images_classified_total")
