@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from app import plain_multipart
 from app.errors import BadRequest, BodyTimeout, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError, decode_opened, open_image
 
@@ -76,7 +77,7 @@ async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float)
     has_body = length not in (None, 0) or "transfer-encoding" in request.headers
     one_image = media_type.startswith(b"image/") or media_type == b"application/octet-stream"
     if media_type == b"multipart/form-data":
-        reading = _read_multipart(request, _boundary(params), limits)
+        reading = _read_multipart(request, _boundary(params), limits, length)
     elif one_image or (not content_type and has_body):
         reading = _read_raw(request, length, limits)
     elif not has_body:
@@ -112,15 +113,24 @@ def _boundary(params: dict[bytes, bytes]) -> bytes:
     return boundary
 
 
-async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits) -> list[Upload]:
+async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits, length: int | None) -> list[Upload]:
     reader = _PartReader(limits)
+    if length is not None and length <= plain_multipart.MAX_BYTES:  # small: whole, and split at once if plain
+        body = await read_capped(request, limits.max_body_bytes, _body_too_large(limits))
+        parts = plain_multipart.split(body, boundary)
+        if parts is not None:
+            reader.read_parts(parts)
+            return _uploads(reader)
+        chunks: AsyncIterator[bytes] = _once(body)  # not plain: the parser reads the same bytes, and judges them
+    else:
+        chunks = request.stream()
     parser = MultipartParser(boundary, reader.callbacks())
     received = start = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             start, received = received, received + len(chunk)
             if received > limits.max_body_bytes:
-                raise PayloadTooLarge(f"the request body is over the limit of {limits.max_body_bytes:,} bytes")
+                raise PayloadTooLarge(_body_too_large(limits))
             parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:
@@ -128,9 +138,21 @@ async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimit
         raise BadRequest(_multipart_error(str(exc), boundary, start + offset if offset >= 0 else None)) from None
     if reader.open_part:
         raise BadRequest("malformed multipart body: it ends inside a part (no closing --boundary--)")
+    return _uploads(reader)
+
+
+def _uploads(reader: _PartReader) -> list[Upload]:
     if not reader.uploads:
         raise Unprocessable(NO_FILES)
     return reader.uploads
+
+
+def _body_too_large(limits: UploadLimits) -> str:
+    return f"the request body is over the limit of {limits.max_body_bytes:,} bytes"
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _multipart_error(parser_message: str, boundary: bytes, at: int | None) -> str:
@@ -243,6 +265,17 @@ class _PartReader:
         self.uploads[-1].data = b"".join(self._chunks)
         self._chunks = []
         self.open_part = False
+
+    def read_parts(self, parts: list[plain_multipart.Part]) -> None:
+        """Parts split by app.plain_multipart, through the same callbacks and checks, in the same order."""
+        for headers, data in parts:
+            self.on_part_begin()
+            for name, value in headers:
+                self._header_name, self._header_value = name, value
+                self.on_header_end()
+            self.on_headers_finished()
+            self.on_part_data(data, 0, len(data))
+            self.on_part_end()
 
 
 # A small image is decoded on the event loop: for a CIFAR-sized upload the hop to a thread and back costs more
