@@ -1,7 +1,8 @@
 """Every request gets an ID and one access line; the outermost middleware, so every answer has both.
 
 The ID is the client's ``X-Request-ID`` when it is 1 to 128 visible ASCII characters (a proxy's or a
-caller's ID, to follow one request across services), else a new uuid4 hex: whatever bytes a client sends
+caller's ID, to follow one request across services), else 32 new random hex digits (128 bits from the OS, as
+random as a uuid4 and a sixth of its cost, which was ~3 us of a ~500 us request): whatever bytes a client sends
 never reach a log line. It is set in ``app.logs.REQUEST_ID`` for the request's task, so every line logged
 while handling it carries it, and it is returned in the ``X-Request-ID`` response header of every answer the
 app gives: the door's 429, a 401, a 404, a 422, the catch-all 500 included.
@@ -9,17 +10,17 @@ app gives: the door's 429, a 401, a 404, a 422, the catch-all 500 included.
 The access line (logger ``app.access``, INFO) replaces uvicorn's: client, method, path, status, the images
 the body carried (``-`` for no body read), the time from the request's head to its last byte in ms, and the
 ID. Its cost is paid only when the logger is on (``alexnet-serve --no-access-log`` or a log level above
-info turn it off); the ID costs a header scan and a uuid only when the client sent none.
+info turn it off); the ID costs a header scan, and 16 random bytes only when the client sent none.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from time import perf_counter_ns
 from typing import Any
 from urllib.parse import quote
-from uuid import uuid4
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,7 +52,7 @@ class RequestLog:
                 raw = value if _valid_id(value) else None  # the first one counts
                 break
         if raw is None:
-            request_id = uuid4().hex
+            request_id = os.urandom(16).hex()
             raw = request_id.encode()
         else:
             request_id = raw.decode()  # ASCII: checked

@@ -26,7 +26,7 @@ from app.logs import ACCESS_LOGGER, log_handler
 from tests.app.helpers import LiveServer, files, png
 from tests.helpers import REPO
 
-GENERATED = re.compile(r"[0-9a-f]{32}")  # uuid4 hex
+GENERATED = re.compile(r"[0-9a-f]{32}")  # 16 random bytes in hex
 PNG = png()
 KEY = "a-key-of-at-least-16-characters"
 
