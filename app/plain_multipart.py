@@ -22,6 +22,24 @@ _HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+): *([^\r\n]*)")
 
 Part = tuple[list[tuple[bytes, bytes]], bytes]  # (header name and value pairs, data)
 
+# The two headers as curl, requests, httpx and browsers write them; python-multipart's parse_options_header
+# (a character-by-character split in Python) reads anything else. Only characters that it keeps as they are:
+# no quotes, backslashes, semicolons in a value, or '*' (RFC 2231 parameters, which it drops).
+_CONTENT_TYPE = re.compile(r"multipart/form-data; boundary=([0-9A-Za-z'()+_,\-./:=?]{1,70})")
+_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"; filename="([^"\\]*)"')
+
+
+def boundary_of(content_type: str) -> bytes | None:
+    """The boundary of a Content-Type in the plain form, else None (parse it with parse_options_header)."""
+    match = _CONTENT_TYPE.fullmatch(content_type)
+    return match[1].encode("latin-1") if match else None
+
+
+def disposition_of(value: bytes) -> tuple[bytes, bytes] | None:
+    """(name, filename) of a part's Content-Disposition in the plain form, else None (parse_options_header)."""
+    match = _DISPOSITION.fullmatch(value)
+    return (match[1], match[2]) if match else None
+
 
 def split(body: bytes, boundary: bytes) -> list[Part] | None:
     """The parts of ``body`` in order, or None when it is not in the plain form (the parser must read it)."""

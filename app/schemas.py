@@ -132,8 +132,11 @@ class PredictResponse(BaseModel):
     ) -> bytes:
         """The answer's JSON, built without pydantic: /predict's hot path. ``model_json`` is ``model`` dumped
         once, at start-up. The same document as ``build(...).model_dump_json()`` (tests/app/test_schemas.py)."""
-        predictions = json.dumps(prediction_dicts(filenames, rows, model, top_k, threshold), separators=(",", ":"))
+        predictions = _COMPACT_JSON.encode(prediction_dicts(filenames, rows, model, top_k, threshold))
         return b'{"predictions":' + predictions.encode() + b',"model":' + model_json + b"}"  # fmt: skip
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options makes one per call
 
 
 def prediction_dicts(

@@ -73,7 +73,12 @@ async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float)
     """
     length = content_length(request, limits.max_body_bytes)
     content_type = request.headers.get("content-type", "")
-    media_type, params = parse_options_header(content_type)
+    plain_boundary = plain_multipart.boundary_of(content_type)  # the common case, without the general parser
+    media_type, params = (
+        (b"multipart/form-data", {b"boundary": plain_boundary})
+        if plain_boundary
+        else parse_options_header(content_type)
+    )
     has_body = length not in (None, 0) or "transfer-encoding" in request.headers
     one_image = media_type.startswith(b"image/") or media_type == b"application/octet-stream"
     if media_type == b"multipart/form-data":
@@ -245,7 +250,8 @@ class _PartReader:
         self._header_name, self._header_value = b"", b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
+        plain = plain_multipart.disposition_of(self._disposition)  # the common case, without the general parser
+        options = {b"name": plain[0], b"filename": plain[1]} if plain else parse_options_header(self._disposition)[1]
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name != FIELD:
             raise Unprocessable(f"unexpected form field {name!r}: send images in the field {FIELD!r}")

@@ -7,9 +7,9 @@ import random
 
 import pytest
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.plain_multipart import Part, split
+from app.plain_multipart import Part, boundary_of, disposition_of, split
 
 B = b"b0undary"
 
@@ -124,3 +124,72 @@ def test_whatever_it_accepts_the_parser_reads_alike() -> None:
             accepted += 1
             assert parts == parsed(bytes(mutant)), bytes(mutant)
     assert accepted > 200  # the check above ran on many accepted mutants, not on none
+
+
+CONTENT_TYPES = [
+    "multipart/form-data; boundary=b0undary",
+    "multipart/form-data; boundary=------------------------d74496d66958873e",  # curl's
+    "multipart/form-data; boundary=3f2bd3b5d2b1f9b4c5d6a1b1f0e9c8d7",  # httpx's
+    "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",  # a browser's
+    "multipart/form-data; boundary=a'()+_,-./:=?z",
+    'multipart/form-data; boundary="quoted"',
+    "multipart/form-data; boundary=x; charset=utf-8",
+    "Multipart/Form-Data; boundary=x",
+    "multipart/form-data;boundary=x",
+    "multipart/form-data; boundary*=x",
+    "multipart/form-data; boundary=" + "x" * 71,
+    "multipart/form-data; boundary=",
+]
+DISPOSITIONS = [
+    b'form-data; name="file"; filename="cat.jpg"',
+    b'form-data; name="file"; filename=""',
+    b'form-data; name="other"; filename="a;b=c.png"',
+    'form-data; name="file"; filename="chat noir é.jpg"'.encode(),
+    b'form-data; name="file"; filename="C:\\photos\\cat.jpg"',  # IE's full path: the parser keeps its tail
+    b'form-data; name="file"; filename="a\\"b.jpg"',
+    b'form-data; name="file"',
+    b'form-data; filename="cat.jpg"; name="file"',
+    b"form-data; name=file; filename=cat.jpg",
+    b"form-data; name=\"file\"; filename*=UTF-8''cat.jpg",
+    b'Form-Data; name="file"; filename="cat.jpg"',
+]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+def test_a_plain_content_type_gives_the_parsers_boundary(content_type: str) -> None:
+    plain = boundary_of(content_type)
+    media_type, params = parse_options_header(content_type)
+    if plain is not None:
+        assert (media_type, params) == (b"multipart/form-data", {b"boundary": plain})
+    assert (plain is not None) == (content_type in CONTENT_TYPES[:5])  # the plain ones, and only those
+
+
+@pytest.mark.parametrize("value", DISPOSITIONS)
+def test_a_plain_disposition_gives_the_parsers_name_and_filename(value: bytes) -> None:
+    plain = disposition_of(value)
+    _, options = parse_options_header(value)
+    if plain is not None:
+        assert options == {b"name": plain[0], b"filename": plain[1]}
+    assert (plain is not None) == (value in DISPOSITIONS[:4])
+
+
+def test_mutated_headers_read_alike() -> None:
+    rng = random.Random(1)
+    accepted = 0
+    for _ in range(3000):
+        seed = rng.choice(DISPOSITIONS)
+        mutant = bytearray(seed)
+        at = rng.randrange(len(mutant))
+        mutant[at : at + rng.randint(0, 2)] = bytes(rng.choice(b'";=\\ *aZ\xe9') for _ in range(rng.randint(0, 2)))
+        plain = disposition_of(bytes(mutant))
+        if plain is not None:
+            accepted += 1
+            assert parse_options_header(bytes(mutant))[1] == {b"name": plain[0], b"filename": plain[1]}
+        text = rng.choice(CONTENT_TYPES[:5])
+        cut = rng.randrange(len(text))
+        mutated = text[:cut] + rng.choice('";= *xX') + text[cut + 1 :]
+        boundary = boundary_of(mutated)
+        if boundary is not None:
+            accepted += 1
+            assert parse_options_header(mutated) == (b"multipart/form-data", {b"boundary": boundary})
+    assert accepted > 500
