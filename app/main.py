@@ -123,6 +123,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batching=settings.batching,
         workers=workers,
         metrics=state.metrics,
+        pass_threads=lone_pass_threads(settings, predictor.device, workers, threads),
+        set_threads=torch.set_num_threads,
     )
     state.batcher.start()
     state.set_status("warming_up", "warming up")
@@ -149,6 +151,17 @@ def model_threads(settings: Settings, device: torch.device) -> tuple[int, int]:
     # between threads, and the event loop steals a core from one pass, not from both): docs/serving.md.
     workers = settings.model_workers or (2 if cores >= 2 else 1)
     return workers, settings.torch_threads or max(1, cores // workers)
+
+
+def lone_pass_threads(settings: Settings, device: torch.device, workers: int, threads: int) -> tuple[int, int] | None:
+    """(threads of a pass beside another, of a pass alone) on a CPU with the threads left to the service; else None.
+
+    A lone request in one of two single-threaded passes took 37 ms against 25 ms on both cores (batch 1, the
+    2-core dev machine, docs/benchmarks.md); under load the passes overlap and each keeps its one thread.
+    """
+    if device.type != "cpu" or settings.torch_threads or workers < 2:
+        return None  # a GPU; a thread count set by hand is kept as it is; one worker has every core already
+    return threads, threads * workers
 
 
 def _load(settings: Settings, metrics: Metrics) -> Predictor:
