@@ -7,12 +7,14 @@ request must get back exactly its own sums, in order, however its images were sp
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from app.batcher import Batcher, Job
 from app.errors import DeadlineExceeded
@@ -124,10 +126,6 @@ def test_the_two_expiry_paths_of_a_queued_job_never_collide(first: str) -> None:
 
 def test_a_pass_that_starts_alone_gets_every_thread_one_beside_another_its_share() -> None:
     """torch's real per-thread count, read inside the pass: 2 for a lone pass, 1 for each of two at once."""
-    import threading
-
-    import torch
-
     seen: list[int] = []
     first_running, release_first = threading.Event(), threading.Event()
 
