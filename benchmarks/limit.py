@@ -67,6 +67,7 @@ def forward_sweep(
                     "layout": layout,
                     "batch_size": size,
                     "images_per_s": size / seconds,
+                    "in_flight": size,
                     "ms_per_batch": seconds * 1000,
                     "repeats": repeats,
                 }
@@ -115,6 +116,7 @@ def parallel_sweep(
                 "layout": f"{passes} passes x 1 thread",
                 "batch_size": size,
                 "images_per_s": images_per_s,
+                "in_flight": size * passes,  # each pass holds its own batch
                 "ms_per_batch": 1000 * elapsed / max(1, sum(counts)) * passes,
                 "repeats": sum(counts),
             }

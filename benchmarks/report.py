@@ -22,6 +22,7 @@ SERVER_LABELS = {
     "bare-fastapi": "bare FastAPI (floor)",
 }
 FLOOR = "bare-fastapi"
+TARGET_CLIENTS = 32  # the targets' load: closed-loop clients, one image per request
 MODEL_FREE_NOTE = (
     "**Model-free run: in every server the forward pass replaced by a constant** (fixed logits of the right "
     "shape, returned at once), so these are the servers' own costs per request, not the model's. HTTP, "
@@ -43,19 +44,29 @@ def find_row(rows: list[dict], server: str, kind: str, images: int, concurrency:
     ]
 
 
-def _target(name: str, measured: float | None, required: float | None, higher_is_better: bool = True) -> dict:
+def _target(
+    name: str,
+    measured: float | None,
+    required: float | None,
+    higher_is_better: bool = True,
+    ceiling: float | None = None,
+) -> dict:
+    """One target in one round; ``ceiling``, the in-process limit, marks a rate no server could reach here."""
     if measured is None or required is None or math.isnan(measured) or math.isnan(required):
         return {"target": name, "measured": measured, "required": required, "met": None}
     met = measured >= required if higher_is_better else measured <= required
     # by how much it is missed (or beaten), relative to what was required
     margin = (measured - required) / required * (1 if higher_is_better else -1) if required else math.nan
-    return {
+    target = {
         "target": name,
         "measured": round(measured, 2),
         "required": round(required, 2),
         "met": met,
         "margin_pct": round(100 * margin, 1),
     }
+    if ceiling is not None and required > ceiling:
+        target["above_limit"] = round(ceiling, 2)
+    return target
 
 
 def _rate(rows: list[dict], server: str, kind: str, images: int, concurrency: int, key: str = "images_per_s"):
@@ -74,6 +85,24 @@ def best_litserve(rows: list[dict], kind: str, images: int, concurrency: int) ->
              and r.get("kind") == kind and r.get("images_per_request") == images
              and r.get("concurrency") == concurrency and r.get("requests")}  # fmt: skip
     return max(rates, key=rates.__getitem__) if rates else "litserve"
+
+
+def images_in_flight(row: dict) -> int:
+    """Images a sweep row holds at once: its batch, times its passes (older results lack ``in_flight``)."""
+    if "in_flight" in row:
+        return row["in_flight"]
+    layout = row.get("layout", "")
+    return row["batch_size"] * (int(layout.split()[0]) if "passes" in layout else 1)
+
+
+def limit_at(sweep: list[dict], in_flight: int) -> dict | None:
+    """The best sweep row holding at most ``in_flight`` images: all a server with that many requests can use.
+
+    Closed-loop clients with one image each never have more images in the server than there are clients,
+    so 32 clients cannot feed two passes of 32 at once, however fast the server.
+    """
+    rows = [row for row in sweep if images_in_flight(row) <= in_flight]
+    return max(rows, key=lambda row: row["images_per_s"]) if rows else None
 
 
 def _times(value, factor: float):
@@ -127,18 +156,25 @@ def _round_targets(rows: list[dict], results: dict) -> list[dict]:
             _target("GPU: single-image requests/s (best level)", best_single, 2000.0),
             _target("GPU: images/s in 64-image requests (best level)", best_multi, 10000.0),
         ]
-    c = 32
+    c = TARGET_CLIENTS
     litserve, litserve_photo = best_litserve(rows, "cifar", 1, c), best_litserve(rows, "photo", 1, c)
     ours = _rate(rows, "service", "cifar", 1, c)
     photo = _rate(rows, "service", "photo", 1, c)
-    limit = results["limit"]["best"]["images_per_s"] if results.get("limit") else None
+    reachable = limit_at(results["limit"]["sweep"], c) if results.get("limit") else None
+    limit = reachable["images_per_s"] if reachable else None
     return [
-        _target("cifar, 32 clients: >= 90% of the in-process limit", ours, _times(limit, 0.9)),
+        _target(f"cifar, 32 clients: >= 90% of the in-process limit at {c} images in flight", ours, _times(limit, 0.9)),
         _target(
-            "cifar, 32 clients: >= 2.5x plain FastAPI", ours, _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5)
+            "cifar, 32 clients: >= 2.5x plain FastAPI",
+            ours,
+            _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5),
+            ceiling=limit,
         ),
         _target(
-            "cifar, 32 clients: >= 1.3x LitServe (its best)", ours, _times(_rate(rows, litserve, "cifar", 1, c), 1.3)
+            "cifar, 32 clients: >= 1.3x LitServe (its best)",
+            ours,
+            _times(_rate(rows, litserve, "cifar", 1, c), 1.3),
+            ceiling=limit,
         ),
         _target(
             "cifar, 32 clients: p99 no worse than LitServe's (ms)",
@@ -322,8 +358,19 @@ def _limit_tables(limit: dict) -> list[str]:
     best = limit["best"]
     lines += [
         "",
-        f"Best: **{num(best['images_per_s'])} images/s** at batch {best['batch_size']}, {best.get('layout', '')}.",
+        f"Best: **{num(best['images_per_s'])} images/s** at batch {best['batch_size']}, {best.get('layout', '')}"
+        f" ({images_in_flight(best)} images in flight).",
         "",
+    ]
+    reachable = limit_at(limit["sweep"], TARGET_CLIENTS)
+    if reachable is not None and reachable is not best:
+        lines += [
+            f"With at most {TARGET_CLIENTS} images in flight, all that {TARGET_CLIENTS} clients sending one image "
+            f"each can give a server: **{num(reachable['images_per_s'])} images/s** at batch "
+            f"{reachable['batch_size']}, {reachable.get('layout', '')}. The 90% target is read against this.",
+            "",
+        ]
+    lines += [
         "#### Decoding, one thread, ms per image",
         "",
         "| upload | size | `models.load_image` (reduced decode to 32x32) "
@@ -351,6 +398,10 @@ def _targets_table(targets: list[dict]) -> list[str]:
             missed = sum(1 for r in rounds if r["met"] is False)
             verdict = f"met in all {len(rounds)} rounds" if t["met"] else f"**missed** in {missed} of {len(rounds)}"
             verdict += f" (worst {t['margin_pct']:+.1f}%)"
+        above = [r for r in rounds if "above_limit" in r]
+        if above:
+            where = "" if len(rounds) == 1 else f" in {len(above)} of {len(rounds)} rounds"
+            verdict += f"; required is above the in-process limit{where}: no server could meet it here"
         measured = " / ".join(num(r["measured"]) for r in rounds)
         required = " / ".join(num(r["required"]) for r in rounds)
         lines.append(f"| {t['target']} | {measured} | {required} | {verdict} |")

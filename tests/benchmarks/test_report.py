@@ -37,7 +37,7 @@ def _results():
 
 def test_targets_say_met_missed_and_by_how_much():
     targets = {t["target"]: t for t in report.check_targets(_results())}
-    limit = targets["cifar, 32 clients: >= 90% of the in-process limit"]
+    limit = targets["cifar, 32 clients: >= 90% of the in-process limit at 32 images in flight"]
     assert limit["met"] is True and limit["required"] == 243.0
     plain = targets["cifar, 32 clients: >= 2.5x plain FastAPI"]
     assert plain["met"] is True and plain["margin_pct"] == 11.1  # 250 against 225
@@ -47,6 +47,28 @@ def test_targets_say_met_missed_and_by_how_much():
     assert p99["met"] is False and p99["margin_pct"] == -11.1  # 200 ms against 180 ms
     assert targets["photo, 32 clients: >= 3x plain FastAPI"]["met"] is True
     assert targets["photo, 32 clients: no slower than LitServe (its best)"]["met"] is None  # nothing measured
+
+
+def test_the_limit_is_read_at_the_images_32_clients_can_have_in_flight():
+    results = _results()
+    two_passes = {"layout": "2 passes x 1 thread", "batch_size": 32, "images_per_s": 300.0, "in_flight": 64}
+    older = {"layout": "2 passes x 1 thread", "batch_size": 16, "images_per_s": 280.0}  # no in_flight: 2 x 16
+    results["limit"]["sweep"] += [two_passes, older]
+    results["limit"]["best"] = two_passes
+    assert report.images_in_flight(older) == 32
+    assert report.limit_at(results["limit"]["sweep"], 32) is older
+    assert report.limit_at(results["limit"]["sweep"], 8) is None
+    targets = {t["target"]: t for t in report.check_targets(results)}
+    limit = targets["cifar, 32 clients: >= 90% of the in-process limit at 32 images in flight"]
+    assert limit["required"] == 252.0  # 90% of 280, not of the 300 that needs 64 images at once
+    results["results"][1] = _row("plain-fastapi", "cifar", 120.0, 900.0)  # 2.5x is 300: above the 280
+    targets = {t["target"]: t for t in report.check_targets(results)}
+    assert targets["cifar, 32 clients: >= 2.5x plain FastAPI"]["above_limit"] == 280.0
+    assert "above_limit" not in targets["cifar, 32 clients: >= 1.3x LitServe (its best)"]  # 260 is below it
+    results["targets"] = list(targets.values())
+    text = report.serving_markdown(results)
+    assert "required is above the in-process limit: no server could meet it here" in text
+    assert "With at most 32 images in flight" in text and "**280.0 images/s** at batch 16" in text
 
 
 def test_gpu_targets_use_the_best_level():
