@@ -150,3 +150,38 @@ def test_the_best_litserve_configuration_of_each_round_is_the_peer():
     targets = {t["target"]: t for t in report.check_targets(results)}
     assert targets["cifar, 32 clients: >= 1.3x LitServe (its best)"]["required"] == 273.0  # 1.3 x 210
     assert targets["cifar, 32 clients: p99 no worse than LitServe's (ms)"]["required"] == 150.0
+
+
+def test_one_client_and_64_image_targets_and_no_targets_for_a_kind_not_sent():
+    results = _results()
+    results["results"] = [
+        _row("service", "cifar", 40.0, 50.0, concurrency=1),  # p50 25 ms
+        _row("plain-fastapi", "cifar", 38.0, 52.0, concurrency=1),  # p50 26 ms
+        _row("service", "cifar", 90.0, 900.0, concurrency=1, images=64),
+        _row("service-nobatch", "cifar", 95.0, 800.0, concurrency=1, images=64),
+        _row("service-nobatch", "cifar", 95.0, 800.0, concurrency=4, images=64),  # no batching-on row at 4
+    ]
+    targets = {t["target"]: t for t in report.check_targets(results)}
+    one = targets["cifar, 1 client: p50 no worse than plain FastAPI's (ms)"]
+    assert one["met"] is True and one["measured"] == 25.0 and one["required"] == 26.0
+    batching = targets["cifar, 64-image requests, 1 client: batching on >= off (images/s from the mean latency)"]
+    assert batching["met"] is False and batching["measured"] == 142.22  # 64 images / 0.45 s, against 64 / 0.4
+    assert batching["required"] == 160.0 and batching["margin_pct"] == -11.1
+    assert not [name for name in targets if "4 clients" in name or name.startswith("photo")]
+
+
+def test_a_saved_run_is_reported_again_with_the_current_targets(tmp_path):
+    import json
+
+    from benchmarks.serving import main
+
+    saved = _results()
+    saved["targets"] = []  # as if written by an older report
+    (tmp_path / "serving.json").write_text(json.dumps(saved))
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    out = tmp_path / "out"
+    results = main(["--from-results", str(tmp_path / "serving.json"), "--out", str(out), "--update-doc", str(doc)])
+    assert any(t["target"].startswith("cifar, 32 clients: >= 2.5x") for t in results["targets"])
+    assert json.loads((out / "serving.json").read_text())["targets"] == results["targets"]
+    assert "#### Targets" in doc.read_text() and (out / "serving.png").exists()
