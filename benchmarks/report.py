@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from benchmarks.targets import TARGET_CLIENTS, find_row, images_in_flight, limit_at, photo_ceiling
+
 SERVER_LABELS = {
     "service": "this service",
     "service-nobatch": "this service, batching off",
@@ -22,7 +24,6 @@ SERVER_LABELS = {
     "bare-fastapi": "bare FastAPI (floor)",
 }
 FLOOR = "bare-fastapi"
-TARGET_CLIENTS = 32  # the targets' load: closed-loop clients, one image per request
 MODEL_FREE_NOTE = (
     "**Model-free run: in every server the forward pass replaced by a constant** (fixed logits of the right "
     "shape, returned at once), so these are the servers' own costs per request, not the model's. HTTP, "
@@ -31,200 +32,6 @@ MODEL_FREE_NOTE = (
     "prediction: no decode, no model, the framework's own cost. No in-process limit and no targets here: "
     "they are about the model (see the real-model section)."
 )
-
-
-def find_row(rows: list[dict], server: str, kind: str, images: int, concurrency: int | None = None) -> list[dict]:
-    return [
-        r
-        for r in rows
-        if r.get("server") == server
-        and r.get("kind") == kind
-        and r.get("images_per_request") == images
-        and (concurrency is None or r.get("concurrency") == concurrency)
-    ]
-
-
-def _target(
-    name: str,
-    measured: float | None,
-    required: float | None,
-    higher_is_better: bool = True,
-    ceiling: float | None = None,
-) -> dict:
-    """One target in one round; ``ceiling``, the in-process limit, marks a rate no server could reach here."""
-    if measured is None or required is None or math.isnan(measured) or math.isnan(required):
-        return {"target": name, "measured": measured, "required": required, "met": None}
-    met = measured >= required if higher_is_better else measured <= required
-    # by how much it is missed (or beaten), relative to what was required
-    margin = (measured - required) / required * (1 if higher_is_better else -1) if required else math.nan
-    target = {
-        "target": name,
-        "measured": round(measured, 2),
-        "required": round(required, 2),
-        "met": met,
-        "margin_pct": round(100 * margin, 1),
-    }
-    if ceiling is not None and required > ceiling:
-        target["above_limit"] = round(ceiling, 2)
-    return target
-
-
-def _rate(rows: list[dict], server: str, kind: str, images: int, concurrency: int, key: str = "images_per_s"):
-    found = find_row(rows, server, kind, images, concurrency)
-    return found[0][key] if found and found[0]["requests"] else None
-
-
-def _latency(rows: list[dict], server: str, kind: str, concurrency: int, quantile: str = "p99"):
-    found = find_row(rows, server, kind, 1, concurrency)
-    return found[0]["latency_ms"][quantile] if found and found[0]["requests"] else None
-
-
-def best_litserve(rows: list[dict], kind: str, images: int, concurrency: int) -> str:
-    """The LitServe configuration with the most images/s in these rows (one round's): the peer to beat."""
-    rates = {r["server"]: r["images_per_s"] for r in rows if r.get("server", "").startswith("litserve")
-             and r.get("kind") == kind and r.get("images_per_request") == images
-             and r.get("concurrency") == concurrency and r.get("requests")}  # fmt: skip
-    return max(rates, key=rates.__getitem__) if rates else "litserve"
-
-
-def images_in_flight(row: dict) -> int:
-    """Images a sweep row holds at once: its batch, times its passes (older results lack ``in_flight``)."""
-    if "in_flight" in row:
-        return row["in_flight"]
-    layout = row.get("layout", "")
-    return row["batch_size"] * (int(layout.split()[0]) if "passes" in layout else 1)
-
-
-def limit_at(sweep: list[dict], in_flight: int) -> dict | None:
-    """The best sweep row holding at most ``in_flight`` images: all a server with that many requests can use.
-
-    Closed-loop clients with one image each never have more images in the server than there are clients,
-    so 32 clients cannot feed two passes of 32 at once, however fast the server.
-    """
-    rows = [row for row in sweep if images_in_flight(row) <= in_flight]
-    return max(rows, key=lambda row: row["images_per_s"]) if rows else None
-
-
-def _times(value, factor: float):
-    return None if value is None else value * factor
-
-
-def check_targets(results: dict) -> list[dict]:
-    """The issue's targets, checked in every round and with every load generator: met only if met in all.
-
-    A target measured in several rounds has ``measured``/``required`` lists (one per round), ``met`` True only
-    when every round met it, and ``margin_pct`` the worst round's; ``rounds`` keeps each round's own check.
-    Targets from a generator other than ours have its name appended, e.g. ``[wrk]``.
-    """
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for row in results["results"]:
-        if "failed" not in row:
-            groups.setdefault((row.get("generator", "ours"), row.get("round", 1)), []).append(row)
-    named: dict[str, list[dict]] = {}
-    for (generator, round_number), rows in sorted(groups.items()):
-        for target in _round_targets(rows, results):
-            name = target["target"] if generator == "ours" else f"{target['target']} [{generator}]"
-            named.setdefault(name, []).append({**target, "target": name, "round": round_number})
-    return [_combine_rounds(per_round) for per_round in named.values()]
-
-
-def _combine_rounds(per_round: list[dict]) -> dict:
-    if len(per_round) == 1:
-        return per_round[0]
-    verdicts = [t["met"] for t in per_round]
-    margins = [t["margin_pct"] for t in per_round if t["met"] is not None]
-    return {
-        "target": per_round[0]["target"],
-        "measured": [t["measured"] for t in per_round],
-        "required": [t["required"] for t in per_round],
-        "met": None if None in verdicts else all(verdicts),
-        "margin_pct": min(margins) if margins else None,
-        "rounds": per_round,
-    }
-
-
-def _round_targets(rows: list[dict], results: dict) -> list[dict]:
-    """The targets against one round's rows of one load generator: 32 clients, one client, 64-image requests."""
-    if results["settings"]["device"] == "cuda":
-        best_single = max(
-            (r["requests_per_s"] for r in find_row(rows, "service", "cifar", 1) if r["requests"]), default=None
-        )
-        best_multi = max(
-            (r["images_per_s"] for r in find_row(rows, "service", "cifar", 64) if r["requests"]), default=None
-        )
-        return [
-            _target("GPU: single-image requests/s (best level)", best_single, 2000.0),
-            _target("GPU: images/s in 64-image requests (best level)", best_multi, 10000.0),
-        ]
-    c = TARGET_CLIENTS
-    litserve, litserve_photo = best_litserve(rows, "cifar", 1, c), best_litserve(rows, "photo", 1, c)
-    ours = _rate(rows, "service", "cifar", 1, c)
-    photo = _rate(rows, "service", "photo", 1, c)
-    reachable = limit_at(results["limit"]["sweep"], c) if results.get("limit") else None
-    limit = reachable["images_per_s"] if reachable else None
-    targets = [
-        _target(f"cifar, 32 clients: >= 90% of the in-process limit at {c} images in flight", ours, _times(limit, 0.9)),
-        _target(
-            "cifar, 32 clients: >= 2.5x plain FastAPI",
-            ours,
-            _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5),
-            ceiling=limit,
-        ),
-        _target(
-            "cifar, 32 clients: >= 1.3x LitServe (its best)",
-            ours,
-            _times(_rate(rows, litserve, "cifar", 1, c), 1.3),
-            ceiling=limit,
-        ),
-        _target(
-            "cifar, 32 clients: p99 no worse than LitServe's (ms)",
-            _latency(rows, "service", "cifar", c),
-            _latency(rows, litserve, "cifar", c),
-            higher_is_better=False,
-        ),
-        _target(
-            "photo, 32 clients: >= 3x plain FastAPI", photo, _times(_rate(rows, "plain-fastapi", "photo", 1, c), 3.0)
-        ),
-        _target(
-            "photo, 32 clients: no slower than LitServe (its best)", photo, _rate(rows, litserve_photo, "photo", 1, c)
-        ),
-        _target(
-            "cifar, 1 client: p50 no worse than plain FastAPI's (ms)",
-            _latency(rows, "service", "cifar", 1, "p50"),
-            _latency(rows, "plain-fastapi", "cifar", 1, "p50"),
-            higher_is_better=False,
-        ),
-        *_batching_targets(rows),
-    ]
-    kinds = {row["kind"] for row in rows}  # a kind this run did not send has no targets, not "not measured"
-    return [target for target in targets if target["target"].split(",")[0] in kinds]
-
-
-def _rate_by_latency(rows: list[dict], server: str, kind: str, images: int, concurrency: int):
-    """Images/s by Little's law, clients x images / mean latency: finer than counting a few slow requests."""
-    found = find_row(rows, server, kind, images, concurrency)
-    if not found or not found[0]["requests"]:
-        return None
-    return concurrency * images / (found[0]["latency_ms"]["mean"] / 1000)
-
-
-def _batching_targets(rows: list[dict]) -> list[dict]:
-    """Batching on at least as fast as off, for 64-image requests at every level both were measured at.
-
-    A 64-image request takes most of a second here, so a level's window holds a handful of them and the
-    counted rate moves in steps of one request (14% at 7); the rate from the mean latency does not.
-    """
-    on = {r["concurrency"] for r in find_row(rows, "service", "cifar", 64)}
-    off = {r["concurrency"] for r in find_row(rows, "service-nobatch", "cifar", 64)}
-    return [
-        _target(
-            f"cifar, 64-image requests, {c} client{'s' if c > 1 else ''}: batching on >= off "
-            "(images/s from the mean latency)",
-            _rate_by_latency(rows, "service", "cifar", 64, c),
-            _rate_by_latency(rows, "service-nobatch", "cifar", 64, c),
-        )
-        for c in sorted(on & off)
-    ]
 
 
 def num(value, digits: int = 1) -> str:
@@ -421,6 +228,18 @@ def _limit_tables(limit: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _photo_ceiling_lines(results: dict) -> list[str]:
+    ceiling = photo_ceiling(results)
+    if ceiling is None:
+        return []
+    return [
+        f"Photo ceiling: **{num(ceiling)} photos/s** (computed, not measured): {results['machine']['cpu_cores']} "
+        "cores doing nothing but the reduced decode of each photo and its share of the limit's passes at "
+        f"{TARGET_CLIENTS} images in flight; HTTP and the upload left out. The photo targets are read against it.",
+        "",
+    ]
+
+
 def _targets_table(targets: list[dict]) -> list[str]:
     """One line per target; measured in several rounds, each round's figure and the worst margin."""
     lines = ["#### Targets", "", "| target | measured | required | result |", "| --- | ---: | ---: | --- |"]
@@ -437,7 +256,7 @@ def _targets_table(targets: list[dict]) -> list[str]:
         above = [r for r in rounds if "above_limit" in r]
         if above:
             where = "" if len(rounds) == 1 else f" in {len(above)} of {len(rounds)} rounds"
-            verdict += f"; required is above the in-process limit{where}: no server could meet it here"
+            verdict += f"; required is above the model's ceiling here{where}: no server could meet it"
         measured = " / ".join(num(r["measured"]) for r in rounds)
         required = " / ".join(num(r["required"]) for r in rounds)
         lines.append(f"| {t['target']} | {measured} | {required} | {verdict} |")
@@ -459,7 +278,7 @@ def serving_markdown(results: dict, plot_path: Path | None = None, relative_to: 
         "",
     ]
     if results.get("limit"):
-        lines += _limit_tables(results["limit"])
+        lines += _limit_tables(results["limit"]) + _photo_ceiling_lines(results)
     lines += _overhead_tables(results) if model_free else _scenario_tables(results)
     lines += _spread_tables(results)
     if results["targets"]:

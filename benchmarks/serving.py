@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import report
+from benchmarks import report, targets
 from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep, parallel_sweep
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.machine import describe_machine, load_average
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_at_end": load_average(),
     }
     # The targets are about the model's throughput: a run without the model has none to check.
-    results["targets"] = [] if args.model_free else report.check_targets(results)
+    results["targets"] = [] if args.model_free else targets.check_targets(results)
     write_outputs(results, args)
     return results
 
@@ -345,7 +345,7 @@ def rewrite_outputs(args: argparse.Namespace) -> dict:
     """The outputs of a saved run, rebuilt with this report code (its targets checked again)."""
     results = json.loads(args.from_results.read_text())
     args.model_free = results["settings"].get("model_free", False)
-    results["targets"] = [] if args.model_free else report.check_targets(results)
+    results["targets"] = [] if args.model_free else targets.check_targets(results)
     write_outputs(results, args)
     return results
 
