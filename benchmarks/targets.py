@@ -159,20 +159,16 @@ def _round_targets(rows: list[dict], results: dict) -> list[dict]:
     reachable = limit_at(results["limit"]["sweep"], c) if results.get("limit") else None
     limit = reachable["images_per_s"] if reachable else None
     photo_limit = photo_ceiling(results)
+
+    def against(kind: str, peer: str, factor: float) -> float | None:  # what the peer made, times the factor
+        return _times(_rate(rows, peer, kind, 1, c), factor)
+
     targets = [
         _target(f"cifar, 32 clients: >= 90% of the in-process limit at {c} images in flight", ours, _times(limit, 0.9)),
         _target(
-            "cifar, 32 clients: >= 2.5x plain FastAPI",
-            ours,
-            _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5),
-            ceiling=limit,
+            "cifar, 32 clients: >= 2.5x plain FastAPI", ours, against("cifar", "plain-fastapi", 2.5), ceiling=limit
         ),
-        _target(
-            "cifar, 32 clients: >= 1.3x LitServe (its best)",
-            ours,
-            _times(_rate(rows, litserve, "cifar", 1, c), 1.3),
-            ceiling=limit,
-        ),
+        _target("cifar, 32 clients: >= 1.3x LitServe (its best)", ours, against("cifar", litserve, 1.3), ceiling=limit),
         _target(
             "cifar, 32 clients: p99 no worse than LitServe's (ms)",
             _latency(rows, "service", "cifar", c),
@@ -180,15 +176,12 @@ def _round_targets(rows: list[dict], results: dict) -> list[dict]:
             higher_is_better=False,
         ),
         _target(
-            "photo, 32 clients: >= 3x plain FastAPI",
-            photo,
-            _times(_rate(rows, "plain-fastapi", "photo", 1, c), 3.0),
-            ceiling=photo_limit,
+            "photo, 32 clients: >= 3x plain FastAPI", photo, against("photo", "plain-fastapi", 3.0), ceiling=photo_limit
         ),
         _target(
             "photo, 32 clients: no slower than LitServe (its best)",
             photo,
-            _rate(rows, litserve_photo, "photo", 1, c),
+            against("photo", litserve_photo, 1.0),
             ceiling=photo_limit,
         ),
         _target(
