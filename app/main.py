@@ -35,6 +35,7 @@ from app.door import ShedAtTheDoor
 from app.errors import install_error_handlers
 from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
+from app.model_workers import ModelWorkers
 from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
 from app.routes import health, metrics, model, oip, page, predict
@@ -109,7 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.predictor = predictor = _load(settings, state.metrics)
     workers, threads = model_threads(settings, predictor.device)
     threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
-    model_pool = ThreadPoolExecutor(
+    model_pool = ModelWorkers(
         workers, "alexnet-model", initializer=_model_thread, initargs=(threads, predictor.device.type == "cpu")
     )
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
@@ -184,8 +185,9 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     return predictor
 
 
-async def _warm_up(state: ServiceState, pool: ThreadPoolExecutor, workers: int, sizes: list[int]) -> None:
-    """Warm-up passes in every model thread, then report ready (or failed, with the reason)."""
+async def _warm_up(state: ServiceState, pool: ModelWorkers, workers: int, sizes: list[int]) -> None:
+    """Warm-up passes in every model thread (submitted together, each goes to a different one), then report
+    ready (or failed, with the reason)."""
     predictor = state.predictor
     assert predictor is not None
     loop = asyncio.get_running_loop()

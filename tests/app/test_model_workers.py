@@ -1,0 +1,47 @@
+"""The model threads: a lone caller stays on one thread, concurrent calls spread over all of them."""
+
+import threading
+
+import pytest
+
+from app.model_workers import ModelWorkers
+
+
+def test_calls_one_at_a_time_stay_on_the_first_thread():
+    workers = ModelWorkers(2, "test-model")
+    try:
+        threads = {workers.submit(threading.get_ident).result() for _ in range(20)}
+    finally:
+        workers.shutdown()
+    assert len(threads) == 1  # a ThreadPoolExecutor of 2 takes turns between its threads here
+
+
+def test_concurrent_calls_get_a_thread_each_and_every_thread_runs_the_initializer():
+    started, release = threading.Barrier(3), threading.Event()
+    initialised = []
+    workers = ModelWorkers(2, "test-model", initializer=lambda tag: initialised.append((tag, threading.get_ident())),
+                           initargs=("ready",))  # fmt: skip
+
+    def hold() -> int:
+        started.wait(timeout=5)  # both calls must be running at once to pass this barrier
+        release.wait(timeout=5)
+        return threading.get_ident()
+
+    try:
+        first, second = workers.submit(hold), workers.submit(hold)
+        started.wait(timeout=5)
+        release.set()
+        assert first.result(timeout=5) != second.result(timeout=5)
+        third = workers.submit(threading.get_ident).result(timeout=5)  # both free again: the first thread
+        assert third == first.result()
+    finally:
+        workers.shutdown()
+    assert sorted(initialised) == sorted(("ready", ident) for ident in (first.result(), second.result()))
+
+
+def test_a_call_after_shutdown_is_refused_and_leaves_the_counts_as_they_were():
+    workers = ModelWorkers(2, "test-model")
+    workers.shutdown()
+    with pytest.raises(RuntimeError):
+        workers.submit(threading.get_ident)
+    assert workers._busy == [0, 0]
