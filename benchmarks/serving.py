@@ -335,16 +335,24 @@ def main(argv: list[str] | None = None) -> dict:
         "elapsed_s": round(time.monotonic() - started, 1),
         "load_average_at_end": load_average(),
     }
-    # The targets are about the model's throughput: a run without the model has none to check.
-    results["targets"] = [] if args.model_free else targets.check_targets(results)
-    write_outputs(results, args)
-    return results
+    return check_and_write(results, args)
 
 
 def rewrite_outputs(args: argparse.Namespace) -> dict:
     """The outputs of a saved run, rebuilt with this report code (its targets checked again)."""
-    results = json.loads(args.from_results.read_text())
+    path = args.from_results
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--from-results {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(results, dict) or not {"command", "machine", "settings", "results"} <= results.keys():
+        raise SystemExit(f"--from-results {path}: not the serving.json of a benchmarks.serving run")
     args.model_free = results["settings"].get("model_free", False)
+    return check_and_write(results, args)
+
+
+def check_and_write(results: dict, args: argparse.Namespace) -> dict:
+    # The targets are about the model's throughput: a run without the model has none to check.
     results["targets"] = [] if args.model_free else targets.check_targets(results)
     write_outputs(results, args)
     return results

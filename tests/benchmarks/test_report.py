@@ -53,3 +53,20 @@ def test_a_saved_run_is_reported_again_with_the_current_targets(tmp_path):
     assert any(t["target"].startswith("cifar, 32 clients: >= 2.5x") for t in results["targets"])
     assert json.loads((out / "serving.json").read_text())["targets"] == results["targets"]
     assert "#### Targets" in doc.read_text() and (out / "serving.png").exists()
+
+
+def test_a_saved_run_that_is_not_one_is_refused_with_the_reason(tmp_path):
+    import pytest
+
+    from benchmarks.serving import main
+
+    out = ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="cannot read it as JSON"):
+        main(["--from-results", str(tmp_path / "missing.json"), *out])
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read it as JSON"):
+        main(["--from-results", str(tmp_path / "broken.json"), *out])
+    (tmp_path / "other.json").write_text('{"results": []}')
+    with pytest.raises(SystemExit, match=r"not the serving\.json of a benchmarks\.serving run"):
+        main(["--from-results", str(tmp_path / "other.json"), *out])
+    assert not (tmp_path / "out").exists()
