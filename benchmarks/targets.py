@@ -54,8 +54,8 @@ def _rate(rows: list[dict], server: str, kind: str, images: int, concurrency: in
     return found[0][key] if found and found[0]["requests"] else None
 
 
-def _latency(rows: list[dict], server: str, kind: str, concurrency: int, quantile: str = "p99"):
-    found = find_row(rows, server, kind, 1, concurrency)
+def _latency(rows: list[dict], server: str, kind: str, concurrency: int, quantile: str = "p99", images: int = 1):
+    found = find_row(rows, server, kind, images, concurrency)
     return found[0]["latency_ms"][quantile] if found and found[0]["requests"] else None
 
 
@@ -85,6 +85,12 @@ def limit_at(sweep: list[dict], in_flight: int) -> dict | None:
     return max(rows, key=lambda row: row["images_per_s"]) if rows else None
 
 
+def reachable_limit(results: dict) -> float | None:
+    """The in-process limit 32 one-image clients can use (images/s), or None for a run without the limit."""
+    reachable = limit_at(results["limit"]["sweep"], TARGET_CLIENTS) if results.get("limit") else None
+    return reachable["images_per_s"] if reachable else None
+
+
 def photo_ceiling(results: dict) -> float | None:
     """Photos/s the cores could give if they did nothing but decode photos and run the model (CPU runs only).
 
@@ -92,12 +98,10 @@ def photo_ceiling(results: dict) -> float | None:
     model's passes (cores / the limit at 32 images in flight, in core-seconds); HTTP and the upload are
     left out, so no server reaches it. Computed from two measurements, not measured itself.
     """
-    limit = results.get("limit")
-    cores = results.get("machine", {}).get("cpu_cores")
-    reachable = limit_at(limit["sweep"], TARGET_CLIENTS) if limit else None
-    if reachable is None or not cores or "photo" not in limit.get("decode", {}):
+    limit, cores = reachable_limit(results), results.get("machine", {}).get("cpu_cores")
+    if limit is None or not cores or "photo" not in results["limit"].get("decode", {}):
         return None
-    core_seconds = cores / reachable["images_per_s"] + limit["decode"]["photo"]["load_image_ms"] / 1000
+    core_seconds = cores / limit + results["limit"]["decode"]["photo"]["load_image_ms"] / 1000
     return cores / core_seconds
 
 
@@ -181,8 +185,7 @@ def _many_clients_targets(rows: list[dict], results: dict) -> list[dict]:
     c = TARGET_CLIENTS
     litserve = best_litserve(rows, "cifar", 1, c)
     ours = _rate(rows, "service", "cifar", 1, c)
-    reachable = limit_at(results["limit"]["sweep"], c) if results.get("limit") else None
-    limit = reachable["images_per_s"] if reachable else None
+    limit = reachable_limit(results)
     plain = _times(_rate(rows, "plain-fastapi", "cifar", 1, c), 2.5)
     return [
         _target(f"cifar, 32 clients: >= 90% of the in-process limit at {c} images in flight", ours, _times(limit, 0.9)),
@@ -216,10 +219,8 @@ def _photo_targets(rows: list[dict], results: dict) -> list[dict]:
 
 def _rate_by_latency(rows: list[dict], server: str, kind: str, images: int, concurrency: int):
     """Images/s by Little's law, clients x images / mean latency: finer than counting a few slow requests."""
-    found = find_row(rows, server, kind, images, concurrency)
-    if not found or not found[0]["requests"]:
-        return None
-    return concurrency * images / (found[0]["latency_ms"]["mean"] / 1000)
+    mean_ms = _latency(rows, server, kind, concurrency, "mean", images)
+    return None if mean_ms is None else concurrency * images / (mean_ms / 1000)
 
 
 def _batching_targets(rows: list[dict]) -> list[dict]:
