@@ -1,11 +1,11 @@
 """The model threads: one single-thread executor each, and every pass goes to the first free one.
 
-A ThreadPoolExecutor hands work to whichever idle thread has waited longest, so a lone client's passes
-alternated between the two model threads. Each model thread has its own team of torch (OpenMP) threads,
-and the team of the thread that idled longer has gone to sleep by the time it is needed again: one client
-on the 2-core dev machine saw p99 35-37 ms with the two threads taking turns against 28-29 ms with one
-(docs/benchmarks.md). Sending each pass to the lowest-numbered free thread keeps a lone client on one warm
-team; under load every thread is busy and the order does not matter.
+With a ThreadPoolExecutor the idle thread that takes the next call is whichever its queue wakes, so a lone
+client's passes moved between the two model threads. On the 2-core dev machine one client saw p99 34-37 ms
+that way against 26-29 ms with one model thread, or with this order (docs/benchmarks.md). Our reading, not
+traced: each model thread has its own team of torch (OpenMP) threads, and a team left idle has gone to
+sleep by the time it is needed again. Sending each pass to the lowest-numbered free thread keeps a lone
+client on one warm team; under load every thread is busy and the order does not matter.
 """
 
 from __future__ import annotations
