@@ -1,10 +1,10 @@
 """The model threads: one single-thread executor each, and every pass goes to the first free one.
 
 With a ThreadPoolExecutor the idle thread that takes the next call is whichever its queue wakes, so a lone
-client's passes moved between the two model threads. On the 2-core dev machine one client saw p99 34-37 ms
-that way against 26-29 ms with one model thread, or with this order (docs/benchmarks.md). Our reading, not
-traced: each model thread has its own team of torch (OpenMP) threads, and a team left idle has gone to
-sleep by the time it is needed again. Sending each pass to the lowest-numbered free thread keeps a lone
+client's passes moved between the two model threads. On the 2-core dev machine one client saw p99
+33.8-35.4 ms that way against 26.4-28.0 ms with this order (three interleaved rounds, docs/benchmarks.md).
+Our reading, not traced: each model thread has its own team of torch (OpenMP) threads, and a team left
+idle has gone to sleep by the time it is needed again. Sending each pass to the lowest-numbered free thread keeps a lone
 client on one warm team; under load every thread is busy and the order does not matter.
 """
 
