@@ -38,7 +38,8 @@ class Predictor:
         self.device = device
         self.classes = checkpoint.classes
         self.source_size = checkpoint.preprocess.source_size
-        self.abstention = checkpoint.abstention_rule()
+        rule = checkpoint.abstention_rule()
+        self.abstention = rule.to(device) if rule else None  # scored where the features are: no copy to the CPU
         self.rows = np.dtype([("probabilities", np.float32, (len(self.classes),)), ("score", np.float32)])
         self.info = ModelInfo(
             name=MODEL_NAME,
@@ -79,13 +80,10 @@ class Predictor:
     def outputs(self, images: np.ndarray) -> np.ndarray:
         """uint8 images (N, S, S, 3) -> (N,) rows of ``probabilities`` (classes,) float32 and ``score`` float32."""
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, 3, S, S): a view, no copy
-        temperature, rows = self.classifier.temperature, np.empty(len(images), dtype=self.rows)
-        if self.abstention is not None and self.abstention.needs_features:
-            logits, features = self.classifier.logits_and_features(batch)  # (N, C), (N, D)
-        else:
-            logits, features = self.classifier.logits(batch), None
-        rows["probabilities"] = to_probabilities([logits], temperature).numpy()
-        rows["score"] = self.abstention.scores(logits, features, temperature).numpy() if self.abstention else np.nan
+        rows = np.empty(len(images), dtype=self.rows)
+        logits, scores = self.classifier.logits_and_scores(batch, self.abstention)  # (N, C), (N,) or None
+        rows["probabilities"] = to_probabilities([logits], self.classifier.temperature).numpy()
+        rows["score"] = scores.numpy() if scores is not None else np.nan
         return rows
 
     def warm_up(self, batch_sizes: list[int]) -> float:

@@ -19,13 +19,17 @@ its threshold and, for ``mahalanobis``, the fitted means and precision as tensor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 SCORES: tuple[str, ...] = ("msp", "energy", "mahalanobis")
 SHRINKAGE = 0.1  # share of the covariance replaced by its mean variance: 4096 features need it to invert
 TENSOR_PREFIX = "abstention."  # how the fitted tensors are named in the checkpoint
+
+
+class DegenerateFeatures(ValueError):
+    """The training features cannot be fitted (they do not vary, or are not finite); the message says which."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,17 @@ class FeatureGaussian:
         # Within-class scatter: sum of f f' over all images minus each class's n_c m_c m_c'.
         covariance = (gram - (means.T * counts) @ means) / max(1, len(features) - num_classes)  # (D, D)
         scale = covariance.diagonal().mean()
+        if not (torch.isfinite(covariance).all() and scale > 0):
+            # A collapsed network (every ReLU dead) gives all-zero features: nothing to fit, and the shrunk
+            # covariance would be the zero matrix, which has no inverse.
+            what = "are not finite" if not torch.isfinite(covariance).all() else "do not vary within the classes"
+            raise DegenerateFeatures(f"the penultimate features of the {len(features)} training images {what} "
+                                     "(a collapsed network?): no Mahalanobis fit")  # fmt: skip
         shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * scale * torch.eye(size, dtype=torch.float64)
-        precision = torch.linalg.inv(shrunk)
+        precision, info = torch.linalg.inv_ex(shrunk)
+        if info.item() != 0:
+            raise DegenerateFeatures(f"the covariance of the penultimate features of the {len(features)} training "
+                                     "images cannot be inverted: no Mahalanobis fit")  # fmt: skip
         projected = means @ precision  # (C, D)
         return cls(precision.float(), projected.float(), (projected * means).sum(dim=1).float())
 
@@ -67,6 +80,10 @@ class FeatureGaussian:
         quadratic = ((f @ self.precision) * f).sum(dim=1, keepdim=True)  # (N, 1)
         distances = quadratic - 2 * f @ self.projected_means.T + self.offsets  # (N, C)
         return -distances.min(dim=1).values
+
+    def to(self, device: torch.device) -> FeatureGaussian:
+        """The same fit on ``device``, where the features are: the score is one (D, D) product per image."""
+        return FeatureGaussian(*(t.to(device) for t in (self.precision, self.projected_means, self.offsets)))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         fields = {"precision": self.precision, "projected_means": self.projected_means, "offsets": self.offsets}
@@ -112,3 +129,7 @@ class Abstention:
 
     def scores(self, logits: torch.Tensor, features: torch.Tensor | None, temperature: float) -> torch.Tensor:
         return ood_scores(self.score, logits, features, temperature, self.gaussian)
+
+    def to(self, device: torch.device) -> Abstention:
+        """The same rule with its fitted tensors on ``device``."""
+        return replace(self, gaussian=self.gaussian.to(device) if self.gaussian else None)

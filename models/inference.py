@@ -4,9 +4,10 @@
     -> autocast (the precision policy) -> network -> logits / temperature (the checkpoint's calibration)
     -> float32 softmax (optionally averaged with the mirror image's)
 
-Everything that predicts goes through ``Classifier.probabilities``: the service's batcher, ``alexnet-predict``,
-the trainer's validation and test evaluation, ``alexnet-evaluate``, and the benchmarks' in-process limit and
-LitServe peer; so a benchmark measures the pass users get, and a change to the pass is made here once.
+Everything that predicts goes through ``Classifier``: the service's passes and ``alexnet-predict``
+(``logits_and_scores``: the logits and the abstention score, both computed on the model's device), the
+trainer's validation and test evaluation, ``alexnet-evaluate``, and the benchmarks' in-process limit and
+LitServe peer (``probabilities``, ``logits``); a change to the pass is made here once.
 The device vocabulary (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and the precision policy live here too.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.abstention import Abstention
 from models.checkpoint import Checkpoint
 from models.transforms import Preprocess
 
@@ -161,15 +163,33 @@ class Classifier:
         chunks = [self._logits_and_features(chunk) for chunk in self._batches(images, batch_size)]
         if not chunks:
             return torch.empty(0, 0), torch.empty(0, 0)
-        return torch.cat([z for z, _ in chunks]), torch.cat([f for _, f in chunks])
+        return torch.cat([z.cpu() for z, _ in chunks]), torch.cat([f.cpu() for _, f in chunks])
+
+    @torch.inference_mode()
+    def logits_and_scores(
+        self, images: torch.Tensor | np.ndarray, abstention: Abstention | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw logits (N, C) of one view and the abstention rule's scores (N,) (None without a rule), float32 on
+        the CPU, in one pass; the scores are computed on the model's device, where the logits and features are
+        (the rule's tensors must be there: ``Abstention.to``). What the service runs on each pass.
+        """
+        self.model.eval()
+        images = torch.as_tensor(images)
+        if abstention is not None and abstention.needs_features:
+            logits, features = self._logits_and_features(images)  # (N, C), (N, D) on the device
+        else:
+            (logits,), features = self._logits(images, (False,), on_cpu=False), None
+        scores = abstention.scores(logits, features, self.temperature).cpu() if abstention else None
+        return logits.cpu(), scores
 
     def _logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 logits (B, C) and features (B, D), on the device."""
         x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
         x = x.contiguous(memory_format=self.layout)
         with autocast(self.device, self.dtype):
             features = self.model.embed(x)  # (B, D)
             logits = self.model.head(features)  # (B, C)
-        return logits.float().cpu(), features.float().cpu()
+        return logits.float(), features.float()
 
     def _batches(self, images: torch.Tensor | np.ndarray, size: int | None) -> Iterator[torch.Tensor]:
         self.model.eval()
@@ -178,9 +198,10 @@ class Classifier:
         for start in range(0, len(images), step):
             yield images[start : start + step]
 
-    def _logits(self, images: torch.Tensor, views: tuple[bool, ...]) -> list[torch.Tensor]:
-        """float32 logits (B, C) on the CPU for each view (False: as is, True: mirrored)."""
+    def _logits(self, images: torch.Tensor, views: tuple[bool, ...], on_cpu: bool = True) -> list[torch.Tensor]:
+        """float32 logits (B, C) for each view (False: as is, True: mirrored), on the CPU or left on the device."""
         x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
         x = x.contiguous(memory_format=self.layout)  # a no-op when it is already so
         with autocast(self.device, self.dtype):
-            return [self.model(x.flip(3) if mirrored else x).float().cpu() for mirrored in views]
+            logits = [self.model(x.flip(3) if mirrored else x).float() for mirrored in views]
+        return [z.cpu() for z in logits] if on_cpu else logits

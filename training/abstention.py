@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from models import Classifier
-from models.abstention import SCORES, FeatureGaussian, ood_scores
+from models.abstention import SCORES, DegenerateFeatures, FeatureGaussian, ood_scores
 from models.inference import to_probabilities
 from training.dataset import Split
 from training.html_report import hardest_images
@@ -111,7 +111,9 @@ def judge(
     """What the end of a run and ``alexnet-evaluate`` add beyond accuracy and calibration: (the abstention rule,
     its tensors, the comparison of the scores, the hardest test images with their verdicts).
 
-    Without a validation split (or with ``with_ood`` off) there is no rule: ({}, {}, None, hardest).
+    Without a validation split (or with ``with_ood`` off) there is no rule: ({}, {}, None, hardest); when the
+    training features cannot be fitted (a collapsed network) there is none either, and the comparison says why:
+    ({}, {}, {"refused": the sentence}, hardest).
     """
     test = splits["test"]
     test_logits, test_features = _scored(classifier, test.images, batch_size)
@@ -120,8 +122,12 @@ def judge(
     comparison = None
     if with_ood and len(splits["val"]):
         sets = ood_sets(test.images.shape[-1])
-        rule, extras, comparison = fit_abstention(classifier, temperature, splits, sets, len(classes), batch_size,
-                                                  test_outputs=(test_logits, test_features))  # fmt: skip
+        try:
+            rule, extras, comparison = fit_abstention(classifier, temperature, splits, sets, len(classes),
+                                                      batch_size, test_outputs=(test_logits, test_features))  # fmt: skip
+        except DegenerateFeatures as exc:  # the checkpoint is still written, without a rule
+            log.warning("abstention: no rule (predictions will carry no verdict): %s", exc)
+            comparison = {"refused": str(exc)}
     confident = None
     if rule:
         gaussian = FeatureGaussian.from_tensors(extras) if extras else None

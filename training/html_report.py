@@ -72,6 +72,8 @@ def _precision_recall(metrics: dict[str, Any], classes: Sequence[str]) -> str:
 
 
 def _ood(abstention: dict[str, Any]) -> str:
+    if "refused" in abstention:
+        return f"<p>No abstention rule: {html.escape(abstention['refused'])}. Predictions carry no verdict.</p>"
     scores = abstention["scores"]
     names = list(scores)
     summary = [

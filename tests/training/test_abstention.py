@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from models import load_checkpoint
-from models.abstention import SCORES
+from models.abstention import SCORES, DegenerateFeatures, FeatureGaussian
 from models.checkpoint import REPORT_FILE, REPORT_SHA_META
+from tests.training.helpers import tiny_config
+from training import train as train_module
 from training.abstention import TARGET_FLAGGED, _compare, auroc, fpr_at_95_tpr
 from training.config import TrainConfig
 from training.html_report import render
 from training.ood_sets import GENERATED, generated_sets, ood_sets
+from training.train import main
 
 
 def test_generated_sets_are_deterministic_images_as_the_network_sees_them() -> None:
@@ -86,3 +89,31 @@ def test_a_stand_in_reports_itself_as_one(trained: tuple[TrainConfig, dict[str, 
     page = render(report, ("a", "b", "c", "d"), {})
     assert "A CPU stand-in (<code>--recipe cpu</code>)" in page
     assert "A CPU stand-in" not in render({**report, "config": config.to_dict()}, ("a", "b", "c", "d"), {})
+
+
+def test_features_that_do_not_vary_are_refused_in_one_sentence() -> None:
+    labels = torch.arange(40) % 4
+    with pytest.raises(DegenerateFeatures, match=r"^the penultimate features of the 40 training images do not vary"):
+        FeatureGaussian.fit(torch.zeros(40, 16), labels, 4)
+    with pytest.raises(DegenerateFeatures, match="are not finite"):
+        FeatureGaussian.fit(torch.full((40, 16), float("nan")), labels, 4)
+
+
+def _collapse(model: torch.nn.Module) -> None:
+    """Every weight and bias zero: each ReLU gets 0 and passes no gradient, so the network stays collapsed."""
+    for parameter in model.parameters():
+        torch.nn.init.zeros_(parameter)
+
+
+def test_a_collapsed_network_still_writes_its_checkpoint_without_a_rule(
+    learnable_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(train_module, "init_weights", _collapse)  # the trainer's own init, replaced by a collapse
+    config = tiny_config(learnable_folder, tmp_path / "collapsed.safetensors", epochs=1, ood=True)
+    metrics = main(config)
+    assert metrics["abstention"]["refused"].startswith("the penultimate features of the")
+    checkpoint = load_checkpoint(config.output)
+    assert checkpoint.abstention == {} and checkpoint.abstention_rule() is None
+    assert "abstention: no rule (predictions will carry no verdict): the penultimate features" in caplog.text
+    page = (tmp_path / REPORT_FILE).read_text()
+    assert "No abstention rule: the penultimate features of the" in page
