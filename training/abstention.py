@@ -123,8 +123,9 @@ def judge(
     if with_ood and len(splits["val"]):
         sets = ood_sets(test.images.shape[-1])
         try:
-            rule, extras, comparison = fit_abstention(classifier, temperature, splits, sets, len(classes),
-                                                      batch_size, test_outputs=(test_logits, test_features))  # fmt: skip
+            rule, extras, comparison = fit_abstention(
+                classifier, temperature, splits, sets, len(classes), batch_size, (test_logits, test_features)
+            )
         except DegenerateFeatures as exc:  # the checkpoint is still written, without a rule
             log.warning("abstention: no rule (predictions will carry no verdict): %s", exc)
             comparison = {"refused": str(exc)}
