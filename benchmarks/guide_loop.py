@@ -68,7 +68,7 @@ def run_guide_epoch(loader: DataLoader, model: nn.Module, device: torch.device, 
         "steps": steps,
         "images": images,
         "seconds": ended - started,
-        "images_per_second": steady_images / steady_seconds if steady_seconds > 0 else float("nan"),
+        "images_per_second": steady_images / steady_seconds if steady_images and steady_seconds > 0 else float("nan"),
         "epoch_images": len(loader.dataset),
         "last_loss": float(loss.detach()),
     }

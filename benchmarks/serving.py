@@ -58,9 +58,10 @@ from benchmarks.servers.catalog import (
     server_specs,
     service_defaults,
 )
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from benchmarks.servers.launch import LOOPBACK, ServerSpec, exit_on_sigterm, start_server
 from benchmarks.wrk import run_wrk, wrk_installed
 from models import load_checkpoint, save_random_checkpoint
+from models.files import atomic_write
 from models.transforms import INPUT_SIZE, SOURCE_SIZE
 from training.logs import configure_logging
 
@@ -101,9 +102,11 @@ def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
     return tuple(multipart_body(group)[0] for group in groups)
 
 
-def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path, round_number: int = 1) -> list[dict]:
+def bench_server(
+    spec: ServerSpec, scenarios, uploads, args, log_dir: Path, round_number: int = 1, on_row=None
+) -> list[dict]:
     """Every scenario and level against one server, with each load generator in turn; a server that fails to
-    start is recorded, not fatal."""
+    start is recorded, not fatal. ``on_row`` is called with each row as soon as it is measured."""
     rows = []
     try:
         with start_server(spec, log_dir / f"{spec.name}.log") as server:
@@ -139,6 +142,8 @@ def bench_server(spec: ServerSpec, scenarios, uploads, args, log_dir: Path, roun
                         }
                         _log_row(row, scenario)
                         rows.append(row)
+                        if on_row:
+                            on_row(row)
     except (RuntimeError, TimeoutError, OSError) as exc:
         logger.error("%s could not be benchmarked: %s (see %s)", spec.name, exc, log_dir / f"{spec.name}.log")
         rows.append({"server": spec.name, "round": round_number, "failed": str(exc)})
@@ -274,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.from_results:
         return rewrite_outputs(args)
+    exit_on_sigterm()  # a time limit stops the servers on its way out, and the partial results stay
     started = time.monotonic()
     machine = describe_machine(args.device)
     defaults = service_defaults(args.device)
@@ -303,14 +309,21 @@ def main(argv: list[str] | None = None) -> dict:
             args.python, checkpoint, args.device, max_batch, max_wait, max_files, model_free=args.model_free
         )
         log_dir = args.out / ("logs-model-free" if args.model_free else "logs")  # the real run's logs are kept
-        rows = []
+        rows: list[dict] = []
+        partial = args.out / f"{output_name(args)}.partial.json"
+
+        def keep(row: dict) -> None:  # each row on disk as soon as it is measured: a killed run keeps them
+            rows.append(row)
+            args.out.mkdir(parents=True, exist_ok=True)
+            atomic_write(partial, lambda f: f.write(json.dumps({"limit": limit, "results": rows}).encode()))
+
         for round_number in range(1, args.rounds + 1):
             for name in server_order(args.server_names, round_number):
                 if name.startswith("litserve") and not litserve_installed():
                     logger.warning("litserve is not installed (pip install -e '.[bench]'): skipped")
-                    rows.append({"server": name, "round": round_number, "failed": "litserve not installed"})
+                    keep({"server": name, "round": round_number, "failed": "litserve not installed"})
                     continue
-                rows += bench_server(specs[name], args.scenarios, uploads, args, log_dir, round_number)
+                bench_server(specs[name], args.scenarios, uploads, args, log_dir, round_number, on_row=keep)
     results = {
         "command": "python -m benchmarks.serving " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
@@ -335,7 +348,9 @@ def main(argv: list[str] | None = None) -> dict:
         "elapsed_s": round(time.monotonic() - started, 1),
         "load_average_at_end": load_average(),
     }
-    return check_and_write(results, args)
+    written = check_and_write(results, args)
+    partial.unlink(missing_ok=True)
+    return written
 
 
 def rewrite_outputs(args: argparse.Namespace) -> dict:

@@ -36,12 +36,15 @@ def training_markdown(results: dict) -> str:
             f"{num(run['images_per_second'])} | {num(run['epoch_seconds'])} s | "
             f"{num(full_images / run['images_per_second'])} s | {_accuracy(run['test_accuracy'])} |"
         )
-    lines += [
-        "",
-        f"Trainer against the guide's loop at the same batch size and device: "
-        f"**{results['speedup_same_batch']:.1f}x** the images/s.",
-        "",
-    ]
+    lines.append("")
+    if "speedup_same_batch" in results:
+        lines += [
+            f"Trainer against the guide's loop at the same batch size and device: "
+            f"**{results['speedup_same_batch']:.1f}x** the images/s.",
+            "",
+        ]
+    for failed in results.get("failed", []):
+        lines += [f"{failed['name']}: **failed**, `{failed['error'].splitlines()[0]}`", ""]
     if results["full"]:
         lines += [
             "| recipe | epochs | training time | test accuracy | time to 90% test accuracy | first epoch at 90% val |",

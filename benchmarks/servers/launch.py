@@ -116,3 +116,14 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if any
     process.wait()
+
+
+def exit_on_sigterm() -> None:
+    """From now on a SIGTERM (a time limit: ``timeout``, scripts/gpu_check.sh) raises SystemExit in the main thread,
+    so every ``start_server`` block stops its server on the way out: a server runs in a session of its own and
+    would otherwise outlive the benchmark, holding its port and its GPU memory."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)

@@ -1,8 +1,14 @@
 """The harness end to end, for real: a server subprocess on loopback, real uploads, real HTTP."""
 
 import asyncio
+import contextlib
 import json
+import shutil
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +20,7 @@ from benchmarks.payloads import cifar_arrays, make_uploads, multipart_body
 from benchmarks.servers.catalog import server_specs
 from benchmarks.servers.launch import LOOPBACK, start_server
 from models import load_checkpoint
+from tests.helpers import REPO
 
 
 def test_read_response_handles_chunked_and_sized_bodies():
@@ -77,3 +84,37 @@ def test_quick_run_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path):
     assert results["limit"] is None
     assert (tmp_path / "out" / "serving.png").stat().st_size > 0
     assert "| plain FastAPI | 2 |" in doc.read_text()
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The processes with ``text`` on their command line or in their environment."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and any(text.encode() in (entry / f).read_bytes() for f in ("cmdline", "environ")):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_run_stopped_by_sigterm_keeps_its_rows_and_stops_its_server(tiny_checkpoint, tmp_path):
+    """What a time limit does (``timeout``, scripts/gpu_check.sh): the rows measured so far stay on disk, and the
+    server, in a session of its own, does not outlive the benchmark."""
+    checkpoint = tmp_path / "stopped-run.safetensors"  # a name no other process has on its command line
+    shutil.copy(tiny_checkpoint, checkpoint)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "benchmarks.serving", "--servers", "plain-fastapi", "--checkpoint",
+               str(checkpoint), "--scenario", "cifar:1:1,2,3", "--duration", "2", "--warmup", "0.2", "--no-limit",
+               "--out", str(out), "--cifar-dir", str(tmp_path / "none")]  # fmt: skip
+    benchmark = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = out / "serving.partial.json"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and benchmark.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert partial.exists(), "no row was written"
+    assert len(_processes_naming(str(checkpoint))) == 2  # the benchmark and its server
+    benchmark.send_signal(signal.SIGTERM)
+    assert benchmark.wait(timeout=30) == 128 + signal.SIGTERM
+    rows = json.loads(partial.read_text())["results"]
+    assert rows and rows[0]["server"] == "plain-fastapi" and rows[0]["concurrency"] == 1
+    assert _processes_naming(str(checkpoint)) == []
+    assert not (out / "serving.json").exists()

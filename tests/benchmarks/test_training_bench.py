@@ -1,4 +1,7 @@
-"""The training benchmark's parts that run anywhere: the subset it links and the guide's loop itself."""
+"""The training benchmark's parts that run anywhere: the subset it links, the guide's loop itself, a failed run."""
+
+import json
+import sys
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import torch
 from PIL import Image
 
 from benchmarks.guide_loop import time_guide_loop
-from benchmarks.training import link_subset, trainer_row
+from benchmarks.training import link_subset, main, trainer_row
 from benchmarks.training_report import training_markdown
 
 
@@ -55,3 +58,22 @@ def test_trainer_row_and_markdown_report_time_to_accuracy():
                "guide": guide, "trainer": [row], "speedup_same_batch": 10.0, "full_train_images": 50000}  # fmt: skip
     text = training_markdown(results)
     assert "**10.0x**" in text and "| 60.0 s |" in text and "91.00%" in text
+
+
+def test_a_failed_trainer_run_is_recorded_and_the_next_recipe_still_runs(tmp_path):
+    source = _image_folder(tmp_path / "data", per_class=3)
+    trainer = tmp_path / "python"  # the real interpreter, except that the seed recipe fails
+    trainer.write_text(f'#!/bin/sh\ncase "$*" in *"--recipe seed"*) echo boom >&2; exit 3;; esac\n'
+                       f'exec {sys.executable} "$@"\n')  # fmt: skip
+    trainer.chmod(0o755)
+    argv = ["--data-dir", str(source), "--device", "cpu", "--train-per-class", "3", "--test-per-class", "1",
+            "--guide-max-steps", "1", "--guide-workers", "0", "--out", str(tmp_path / "out"),
+            "--runs-dir", str(tmp_path / "runs"), "--python", str(trainer)]  # fmt: skip
+    results = main(argv)
+    (failed,) = results["failed"]
+    assert failed["name"] == "trainer, seed recipe" and "exit 3" in failed["error"] and "boom" in failed["error"]
+    assert [run["name"] for run in results["trainer"]] == ["trainer, default recipe"]
+    assert (tmp_path / "runs" / "default" / "train.log").is_file()  # kept where asked, not in a temporary folder
+    saved = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert saved["complete"] and saved["failed"] == results["failed"]
+    assert "trainer, seed recipe: **failed**" in (tmp_path / "out" / "training.md").read_text()

@@ -1,7 +1,7 @@
-"""Training on CUDA: a bf16-autocast, channels_last step learns, and the real trainer runs on the GPU.
+"""Training on CUDA: the default recipe's bf16, channels_last steps learn, and the real trainer runs on the GPU.
 
-All CUDA tests live in tests/cuda/. Marked ``cuda``: skipped without a GPU (run them with ``pytest -m cuda``
-or scripts/gpu_check.sh).
+All CUDA tests live in tests/cuda/ (``pytest tests/cuda``; scripts/gpu_check.sh runs them), skipped without a
+GPU; tests/training/test_train.py runs the same fixed-batch steps on the CPU, briefly, so the code is rehearsed.
 """
 
 import json
@@ -14,35 +14,24 @@ import pytest
 import torch
 from PIL import Image
 
-from models import AlexNet, Preprocess, PreprocessSpec, load_checkpoint
-from tests.training.helpers import learnable_split, tiny_config, write_image_folder
+from models import AlexNet, load_checkpoint
+from tests.training.helpers import first_steps_on_a_fixed_batch, learnable_split, tiny_config, write_image_folder
 from training.train import main
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_bf16_channels_last_step_learns_a_fixed_batch():
-    torch.manual_seed(0)
-    device = torch.device("cuda")
-    model = AlexNet(num_classes=10).to(device).to(memory_format=torch.channels_last)
-    preprocess = Preprocess(PreprocessSpec()).to(device)
-    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, device=device)
-    labels = torch.arange(32, device=device) % 10
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    losses = []
-    for _ in range(30):
-        x = preprocess(images).contiguous(memory_format=torch.channels_last)  # (32, 3, 224, 224)
-        assert x.is_contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(x)  # (32, 10)
-        assert logits.dtype == torch.bfloat16
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
-    assert losses[-1] < 0.5 * losses[0]  # memorises 32 images: the step really trains
+def test_the_default_recipe_in_bf16_learns_a_fixed_batch_in_its_first_60_steps():
+    """The default recipe's own init, optimizer and warm-up at 224 px in bf16 and channels_last. Measured on the CPU
+    in float32: at 64 px (4 seeds) 40 steps take the loss from 1.38-1.40 to 0.60-0.64 and the batch to 98-100%;
+    at 224 px (seed 0) 60 steps take it from 1.38 to 0.36, the batch at 100% from step 27 on."""
+    steps = first_steps_on_a_fixed_batch(torch.device("cuda"), input_size=224, steps=60)
+    losses, run = steps["losses"], steps["run"]
+    assert steps["logits_dtypes"] == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in run.model.parameters())
+    assert run.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.mean(losses[-5:]) < 0.7 * losses[0], losses
+    assert min(steps["accuracies"][-5:]) >= 0.75, steps["accuracies"]
 
 
 def test_trainer_trains_on_cuda(tmp_path):

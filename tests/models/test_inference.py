@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from benchmarks.payloads import cifar_arrays
 from models import Classifier, DeviceError, Preprocess, load_checkpoint, resolve_device
 from models.inference import autocast_dtype, weights_layout
+from tests.helpers import BF16_TOLERANCE, FP32_TOLERANCE, prediction_error, write_he_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,25 @@ def test_bf16_on_a_cpu_stays_close_to_fp32(tiny_checkpoint: Path, images: torch.
     bf16 = Classifier.from_checkpoint(ckpt, torch.device("cpu"), "bf16").probabilities(images)
     assert bf16.dtype == torch.float32  # the softmax is always taken in float32
     torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)
+
+
+def test_the_device_comparison_passes_bf16_and_catches_a_wrong_channel_order_or_layout(tmp_path: Path) -> None:
+    """The check tests/cuda/test_cuda_service.py makes between the CPU and CUDA, made here between two CPU passes:
+    bf16 autocast stays within the bf16 tolerance; the mistakes a device port makes go far beyond it."""
+    ckpt = load_checkpoint(write_he_checkpoint(tmp_path / "he.safetensors"))
+    images = torch.from_numpy(np.stack(cifar_arrays(9, tmp_path / "none")))  # (9, 32, 32, 3), as uploads decode
+
+    def served(precision: str, hwc: torch.Tensor) -> torch.Tensor:
+        classifier = Classifier.from_checkpoint(ckpt, torch.device("cpu"), precision)
+        return classifier.probabilities(hwc.permute(0, 3, 1, 2))
+
+    expected = served("fp32", images)
+    assert prediction_error(served("fp32", images.clone()), expected) <= FP32_TOLERANCE
+    assert 0 < prediction_error(served("bf16", images), expected) <= BF16_TOLERANCE
+    mistakes = {
+        "channels in BGR order": images.flip(3),
+        "height and width swapped": images.transpose(1, 2),
+        "mirrored": images.flip(2),
+    }
+    for mistake, wrong in mistakes.items():
+        assert prediction_error(served("fp32", wrong), expected) > 3 * BF16_TOLERANCE, mistake

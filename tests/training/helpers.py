@@ -1,5 +1,5 @@
 """Generated datasets in the real formats (CIFAR-10 python-version pickles, image folders), a tiny config and
-its command line."""
+its command line, and the default recipe's first steps on a fixed batch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from tests.helpers import TEST_INPUT_SIZE
 from training.config import TrainConfig
-from training.dataset import Split
+from training.dataset import Dataset, Split
+from training.distributed import World
+from training.train import build_run, lr_factor, train_step
 
 CLASSES = ("red", "green", "blue", "grey")
 # Base colours of the generated classes: far apart, so a few steps of training separate them.
@@ -81,3 +84,24 @@ def command_line(config: TrainConfig) -> list[str]:
         elif value is not None:
             argv += [flag, str(value)]
     return argv
+
+
+def first_steps_on_a_fixed_batch(device: torch.device, input_size: int, steps: int, seed: int = 0) -> dict[str, Any]:
+    """The first ``steps`` steps of a full default-recipe run (its init, optimizer, warm-up of a 30-epoch run over
+    the 45,000 CIFAR-10 training images, augmentation, label smoothing, EMA), each on the same 64 generated images
+    of 4 classes, through the trainer's own ``train_step``; its losses, batch accuracies and logits dtypes."""
+    split = learnable_split(16, seed=seed)
+    dataset = Dataset(train=split, val=split.take(np.arange(0)), test=split, classes=CLASSES, source="generated")
+    config = TrainConfig(device=str(device), input_size=input_size, batch_size=len(split), seed=seed)
+    run = build_run(config, World(device), dataset)
+    total_steps = config.epochs * (45_000 // TrainConfig.batch_size)  # the schedule of the real run
+    warmup_steps = round(config.warmup_fraction * total_steps)
+    images, labels = torch.from_numpy(split.images).to(device), torch.from_numpy(split.labels).to(device)
+    losses, accuracies, dtypes = [], [], set()
+    for step in range(steps):
+        lr = config.lr * lr_factor(step, total_steps, warmup_steps, config.schedule)
+        logits, loss = train_step(run, images, labels, lr)
+        losses.append(loss.item())
+        accuracies.append((logits.argmax(1) == labels).float().mean().item())
+        dtypes.add(logits.dtype)
+    return {"losses": losses, "accuracies": accuracies, "logits_dtypes": dtypes, "run": run}

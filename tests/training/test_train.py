@@ -13,7 +13,7 @@ import torch
 
 from models import CIFAR10_MEAN, load_checkpoint, save_checkpoint
 from tests.helpers import TEST_INPUT_SIZE
-from tests.training.helpers import CLASSES
+from tests.training.helpers import CLASSES, first_steps_on_a_fixed_batch
 from training import evaluate as evaluate_module
 from training.config import TrainConfig
 from training.evaluate import default_output_dir
@@ -142,3 +142,11 @@ def test_evaluate_never_overwrites_the_runs_own_report(trained: tuple[TrainConfi
     assert default_output_dir(checkpoint, calibrate=False) == checkpoint.parent / "evaluation"  # a report is there
     assert default_output_dir(checkpoint, calibrate=True) == checkpoint.parent  # the checkpoint itself changed
     assert default_output_dir(checkpoint.parent / "new" / "x.safetensors", calibrate=False).name == "new"
+
+
+def test_the_fixed_batch_steps_of_the_cuda_test_run_on_the_cpu() -> None:
+    """tests/cuda/test_cuda_training.py's steps, three of them at 64 px in float32: the code path, rehearsed."""
+    steps = first_steps_on_a_fixed_batch(torch.device("cpu"), input_size=TEST_INPUT_SIZE, steps=3)
+    assert len(steps["losses"]) == 3 and all(0 < loss < 2 for loss in steps["losses"])
+    assert steps["logits_dtypes"] == {torch.float32}  # bf16 autocast is CUDA's (training.train.training_dtype)
+    assert steps["run"].model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
