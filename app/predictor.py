@@ -19,7 +19,6 @@ import torch
 from app.schemas import AbstentionInfo, ModelInfo
 from models import Checkpoint, Classifier, load_checkpoint, resolve_device
 from models.checkpoint import load_report
-from models.inference import to_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +37,6 @@ class Predictor:
         self.device = device
         self.classes = checkpoint.classes
         self.source_size = checkpoint.preprocess.source_size
-        rule = checkpoint.abstention_rule()
-        self.abstention = rule.to(device) if rule else None  # scored where the features are: no copy to the CPU
         self.rows = np.dtype([("probabilities", np.float32, (len(self.classes),)), ("score", np.float32)])
         self.info = ModelInfo(
             name=MODEL_NAME,
@@ -79,11 +76,10 @@ class Predictor:
 
     def outputs(self, images: np.ndarray) -> np.ndarray:
         """uint8 images (N, S, S, 3) -> (N,) rows of ``probabilities`` (classes,) float32 and ``score`` float32."""
-        batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, 3, S, S): a view, no copy
+        predictions = self.classifier.predict(torch.from_numpy(images).permute(0, 3, 1, 2))  # a view: (N, 3, S, S)
         rows = np.empty(len(images), dtype=self.rows)
-        logits, scores = self.classifier.logits_and_scores(batch, self.abstention)  # (N, C), (N,) or None
-        rows["probabilities"] = to_probabilities([logits], self.classifier.temperature).numpy()
-        rows["score"] = scores.numpy() if scores is not None else np.nan
+        rows["probabilities"] = predictions.probabilities.numpy()
+        rows["score"] = predictions.scores.numpy() if predictions.scores is not None else np.nan
         return rows
 
     def warm_up(self, batch_sizes: list[int]) -> float:

@@ -1,7 +1,8 @@
 """The ceiling a server can approach: the inference pass in-process, and what decoding costs.
 
-The limit runs the project's one inference pass (``models.Classifier``: ``Preprocess``, the network and the
-softmax, under the service's precision policy) on pre-decoded uint8 CIFAR images already in memory, at each
+The limit runs the service's own pass (``models.Classifier.predict``: ``Preprocess``, the network, the softmax
+and the checkpoint's abstention score, under the service's precision policy) on pre-decoded uint8 CIFAR
+images already in memory, at each
 batch size of a sweep, with no HTTP, no decoding and no queue. A server that decodes its uploads too can only
 come near it when decoding is cheap (32x32 PNGs); for photos the decode cost, measured here per image on one
 thread, adds to every image.
@@ -54,12 +55,14 @@ def forward_sweep(
     rows = []
     for layout in layouts:
         memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        classifier = Classifier(checkpoint.build_model().to(device, memory_format=memory_format), preprocess, device)
+        served = Classifier.from_checkpoint(checkpoint, device)  # its calibration and rule, as the service runs it
+        model = served.model.to(memory_format=memory_format)
+        classifier = Classifier(model, preprocess, device, temperature=served.temperature, abstention=served.abstention)
         for size in batch_sizes:
             batch = pool[torch.arange(size) % len(pool)]  # (size, 3, 32, 32)
 
             def step(batch: torch.Tensor = batch, classifier: Classifier = classifier) -> None:
-                classifier.probabilities(batch).max(dim=1)  # back on the CPU, as the service gets it: no sync needed
+                classifier.predict(batch)  # back on the CPU, as the service gets it: no sync needed
 
             seconds, repeats = time_repeated(step, seconds_per_size)
             rows.append(
@@ -97,7 +100,7 @@ def parallel_sweep(
         def worker(index: int, stop_at: float, batch: torch.Tensor = batch, counts: list[int] = counts) -> None:
             torch.set_num_threads(1)  # this thread's passes: one core each
             while time.perf_counter() < stop_at:
-                classifier.probabilities(batch).max(dim=1)
+                classifier.predict(batch)
                 counts[index] += 1
 
         for phase_seconds in (min(1.0, seconds_per_size), seconds_per_size):  # a warm-up, then the timed run

@@ -297,8 +297,13 @@ def main(argv: list[str] | None = None) -> dict:
     kinds = sorted({s.kind for s in args.scenarios})  # photos take seconds to make: only what is sent
     uploads = {kind: make_uploads(kind, DISTINCT_IMAGES[kind], args.cifar_dir) for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="alexnet-bench-") as scratch:
+        # With an abstention rule, so that its cost is counted as a trained model's is; model-free leaves it out
+        # with the network: the score is computed on the model's device, with the pass.
         checkpoint = args.checkpoint or save_random_checkpoint(
-            Path(scratch) / "random.safetensors", input_size=args.input_size, note="random weights for benchmarks"
+            Path(scratch) / "random.safetensors",
+            input_size=args.input_size,
+            note="random weights for benchmarks",
+            with_rule=not args.model_free,
         )
         limit = (
             None

@@ -14,7 +14,7 @@ from models.checkpoint import (
     save_random_checkpoint,
 )
 from models.images import ImageError, load_image
-from models.inference import Classifier, DeviceError, resolve_device
+from models.inference import Classifier, DeviceError, Predictions, resolve_device
 from models.transforms import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -38,6 +38,7 @@ __all__ = [
     "Classifier",
     "DeviceError",
     "ImageError",
+    "Predictions",
     "Preprocess",
     "PreprocessSpec",
     "load_checkpoint",

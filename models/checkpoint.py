@@ -152,16 +152,25 @@ def save_checkpoint(
 
 
 def save_random_checkpoint(
-    path: str | os.PathLike[str], *, input_size: int = INPUT_SIZE, seed: int = 0, note: str = "random weights"
+    path: str | os.PathLike[str],
+    *,
+    input_size: int = INPUT_SIZE,
+    seed: int = 0,
+    note: str = "random weights",
+    with_rule: bool = False,
 ) -> Path:
     """A real checkpoint of an untrained CIFAR-10 AlexNet, for tests, smoke tests and benchmarks.
 
     Timing and plumbing do not depend on the weights; a small ``input_size`` (e.g. 64) keeps CPU tests fast.
+    ``with_rule``: with a Mahalanobis abstention rule of random tensors, the score a trained checkpoint most
+    often keeps and the dearest (a 4096x4096 product per image), so that a benchmark pays what the service pays
+    for a trained model; its verdicts mean nothing.
     """
     model_args = {"num_classes": len(CIFAR10_CLASSES), "dropout": 0.5}
     with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
         torch.manual_seed(seed)
         model = AlexNet(**model_args)
+        gaussian = _random_gaussian(model.classifier[-1].in_features, len(CIFAR10_CLASSES)) if with_rule else None
     save_checkpoint(
         path,
         model,
@@ -169,8 +178,19 @@ def save_random_checkpoint(
         classes=CIFAR10_CLASSES,
         preprocess=PreprocessSpec(input_size=input_size),
         config={"note": note},
+        abstention={"score": "mahalanobis", "threshold": 0.0, "target": "random: no meaning"} if gaussian else None,
+        extras=gaussian.tensors() if gaussian else None,
     )
     return Path(path)
+
+
+def _random_gaussian(features: int, classes: int) -> FeatureGaussian:
+    """Fitted tensors of the right shapes and a positive-definite precision (the identity plus a little)."""
+    precision = torch.eye(features) + 0.01 * torch.rand(features, features)
+    precision = (precision + precision.T) / 2
+    means = torch.randn(classes, features) / features**0.5  # unit length, as the features are made
+    projected = means @ precision
+    return FeatureGaussian(precision, projected, (projected * means).sum(dim=1))
 
 
 def load_report(checkpoint: str | os.PathLike[str], weights_sha256: str) -> str | None:

@@ -2,12 +2,12 @@
 
     uint8 (N, 3, S, S) -> device -> Preprocess (upsample + normalise, once per batch) -> the weights' layout
     -> autocast (the precision policy) -> network -> logits / temperature (the checkpoint's calibration)
-    -> float32 softmax (optionally averaged with the mirror image's)
+    -> float32 softmax, and the abstention score (the checkpoint's rule) from the logits or the features
 
-Everything that predicts goes through ``Classifier``: the service's passes and ``alexnet-predict``
-(``logits_and_scores``: the logits and the abstention score, both computed on the model's device), the
-trainer's validation and test evaluation, ``alexnet-evaluate``, and the benchmarks' in-process limit and
-LitServe peer (``probabilities``, ``logits``); a change to the pass is made here once.
+``Classifier.predict`` is the pass the service serves (probabilities and the abstention score, the score
+computed on the model's device): ``alexnet-predict``, the benchmarks' in-process limit, the LitServe peer and
+the replica memory meter run exactly it. The trainer's evaluation and ``alexnet-evaluate`` read the same
+pass's logits (``logits``, ``logits_and_features``). A change to the pass is made here once.
 The device vocabulary (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and the precision policy live here too.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -89,13 +90,22 @@ def weights_layout(model: nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
-class Classifier:
-    """A network and its preprocessing on one device, run under one precision policy. Thread-safe to call.
+@dataclass(frozen=True)
+class Predictions:
+    """What the served pass gives for N images, float32 on the CPU."""
 
-    ``model`` and ``preprocess`` must already be on ``device``; the constructor moves and copies nothing, so
-    the trainer can evaluate its live weights. ``from_checkpoint`` builds one for serving. ``temperature``
-    divides the logits before every softmax (Guo et al. 2017): it changes how sure the probabilities are,
-    never which class ranks first.
+    probabilities: torch.Tensor  # (N, C): softmax(logits / temperature)
+    scores: torch.Tensor | None  # (N,): the abstention score, higher = more like the training data; None: no rule
+
+
+class Classifier:
+    """A network, its preprocessing and its abstention rule on one device, run under one precision policy.
+    Thread-safe to call.
+
+    ``model`` and ``preprocess`` (and the rule's tensors) must already be on ``device``; the constructor moves
+    and copies nothing, so the trainer can evaluate its live weights. ``from_checkpoint`` builds one for
+    serving. ``temperature`` divides the logits before every softmax (Guo et al. 2017): it changes how sure the
+    probabilities are, never which class ranks first.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class Classifier:
         device: torch.device,
         precision: Precision | str = "auto",
         temperature: float = 1.0,
+        abstention: Abstention | None = None,
     ) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -114,35 +125,37 @@ class Classifier:
         self.dtype = autocast_dtype(precision, device)
         self.layout = weights_layout(model)
         self.temperature = float(temperature)
+        self.abstention = abstention
 
     @classmethod
     def from_checkpoint(
         cls, checkpoint: Checkpoint, device: torch.device, precision: Precision | str = "auto"
     ) -> Classifier:
-        """The checkpoint's network in eval mode on ``device``, in channels_last.
+        """The checkpoint's network in eval mode on ``device``, in channels_last, with its calibration and its
+        abstention rule (the rule's tensors on ``device`` too: the score is computed where the features are).
 
         channels_last is cuDNN's fastest convolution layout, and on the 2-core CPU dev machine about 20%
         faster than NCHW at batch 32 (oneDNN); decoded images arrive as (N, H, W, C), which is that layout.
         """
         model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
         preprocess = Preprocess(checkpoint.preprocess).to(device)
-        return cls(model, preprocess, device, precision, checkpoint.temperature)
+        rule = checkpoint.abstention_rule()
+        return cls(model, preprocess, device, precision, checkpoint.temperature, rule.to(device) if rule else None)
 
     @torch.inference_mode()
-    def probabilities(
-        self, images: torch.Tensor | np.ndarray, *, tta: bool = False, batch_size: int | None = None
-    ) -> torch.Tensor:
-        """uint8 images (N, 3, S, S) on any device -> class probabilities (N, C), float32 on the CPU.
-
-        ``tta``: average each image's probabilities with its mirror image's. ``batch_size``: images per
-        forward pass (None: all at once). The model is put in eval mode (no dropout).
-        """
-        views = (False, True) if tta else (False,)
-        out = [
-            to_probabilities(self._logits(chunk, views), self.temperature)
-            for chunk in self._batches(images, batch_size)
-        ]
-        return torch.cat(out) if out else torch.empty(0, 0)
+    def predict(self, images: torch.Tensor | np.ndarray, *, batch_size: int | None = None) -> Predictions:
+        """The served pass: uint8 images (N, 3, S, S) on any device -> calibrated class probabilities and the
+        abstention score, each image's score computed on the model's device. ``batch_size``: images per forward
+        pass (None: all at once). The model is put in eval mode (no dropout)."""
+        probabilities, scores = [], []
+        for chunk in self._batches(images, batch_size):
+            logits, features = self._forward(chunk)
+            probabilities.append(to_probabilities([logits], self.temperature).cpu())
+            if self.abstention is not None:
+                scores.append(self.abstention.scores(logits, features, self.temperature).cpu())
+        if not probabilities:
+            return Predictions(torch.empty(0, 0), None if self.abstention is None else torch.empty(0))
+        return Predictions(torch.cat(probabilities), torch.cat(scores) if self.abstention is not None else None)
 
     @torch.inference_mode()
     def logits(
@@ -152,7 +165,7 @@ class Classifier:
 
         For fitting a temperature, and for metrics at several temperatures from one pass (``to_probabilities``).
         """
-        out = [self._logits(chunk, (mirrored,))[0] for chunk in self._batches(images, batch_size)]
+        out = [self._forward(chunk, mirrored)[0].cpu() for chunk in self._batches(images, batch_size)]
         return torch.cat(out) if out else torch.empty(0, 0)
 
     @torch.inference_mode()
@@ -160,34 +173,17 @@ class Classifier:
         self, images: torch.Tensor | np.ndarray, *, batch_size: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw logits (N, C) and penultimate features (N, D) of one view, float32 on the CPU (for OOD scores)."""
-        chunks = [self._logits_and_features(chunk) for chunk in self._batches(images, batch_size)]
+        chunks = [self._forward(chunk) for chunk in self._batches(images, batch_size)]
         if not chunks:
             return torch.empty(0, 0), torch.empty(0, 0)
         return torch.cat([z.cpu() for z, _ in chunks]), torch.cat([f.cpu() for _, f in chunks])
 
-    @torch.inference_mode()
-    def logits_and_scores(
-        self, images: torch.Tensor | np.ndarray, abstention: Abstention | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw logits (N, C) of one view and the abstention rule's scores (N,) (None without a rule), float32 on
-        the CPU, in one pass; the scores are computed on the model's device, where the logits and features are
-        (the rule's tensors must be there: ``Abstention.to``). What the service runs on each pass.
-        """
-        self.model.eval()
-        images = torch.as_tensor(images)
-        if abstention is not None and abstention.needs_features:
-            logits, features = self._logits_and_features(images)  # (N, C), (N, D) on the device
-        else:
-            (logits,), features = self._logits(images, (False,), on_cpu=False), None
-        scores = abstention.scores(logits, features, self.temperature).cpu() if abstention else None
-        return logits.cpu(), scores
-
-    def _logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 logits (B, C) and features (B, D), on the device."""
+    def _forward(self, images: torch.Tensor, mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pass itself: float32 logits (B, C) and penultimate features (B, D), left on the device."""
         x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
-        x = x.contiguous(memory_format=self.layout)
+        x = x.contiguous(memory_format=self.layout)  # a no-op when it is already so
         with autocast(self.device, self.dtype):
-            features = self.model.embed(x)  # (B, D)
+            features = self.model.embed(x.flip(3) if mirrored else x)  # (B, D)
             logits = self.model.head(features)  # (B, C)
         return logits.float(), features.float()
 
@@ -197,11 +193,3 @@ class Classifier:
         step = size or max(1, len(images))
         for start in range(0, len(images), step):
             yield images[start : start + step]
-
-    def _logits(self, images: torch.Tensor, views: tuple[bool, ...], on_cpu: bool = True) -> list[torch.Tensor]:
-        """float32 logits (B, C) for each view (False: as is, True: mirrored), on the CPU or left on the device."""
-        x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
-        x = x.contiguous(memory_format=self.layout)  # a no-op when it is already so
-        with autocast(self.device, self.dtype):
-            logits = [self.model(x.flip(3) if mirrored else x).float() for mirrored in views]
-        return [z.cpu() for z in logits] if on_cpu else logits

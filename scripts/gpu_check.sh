@@ -177,7 +177,7 @@ fi
 if [ ! -f "$CHECKPOINT" ]; then
     CHECKPOINT=$WORK/random.safetensors
     [ "$DEVICE" = cuda ] && size=224 || size=64
-    "$PYTHON" -c "import sys; from models import save_random_checkpoint as s; s(sys.argv[1], input_size=int(sys.argv[2]))" \
+    "$PYTHON" -c "import sys; from models import save_random_checkpoint as s; s(sys.argv[1], input_size=int(sys.argv[2]), with_rule=True)" \
         "$CHECKPOINT" "$size" && echo "=== no trained checkpoint: serving random weights ($CHECKPOINT)"
 fi
 CIFAR_TEST=${DATA:+$DATA/test}

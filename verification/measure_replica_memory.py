@@ -40,7 +40,7 @@ def main() -> None:
     if args.write_checkpoint:
         from models import save_random_checkpoint  # here, so the parent process never imports torch
 
-        save_random_checkpoint(args.write_checkpoint)
+        save_random_checkpoint(args.write_checkpoint, with_rule=True)  # its 64 MiB precision matrix counts
         return
 
     report("python started")
@@ -66,7 +66,7 @@ def main() -> None:
 
     for batch_size in args.batch_sizes:
         images = torch.randint(0, 256, (batch_size, 3, spec.source_size, spec.source_size), dtype=torch.uint8)
-        classifier.probabilities(images)  # (N, 10): the service's own pass
+        classifier.predict(images)  # the service's own pass: probabilities and the abstention score
         report(f"after a forward pass, batch {batch_size}")
 
 

@@ -157,7 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        checkpoint = args.checkpoint or save_random_checkpoint(Path(scratch) / "random.safetensors")
+        checkpoint = args.checkpoint or save_random_checkpoint(Path(scratch) / "random.safetensors", with_rule=True)
         env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu",
                "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline)}  # fmt: skip
         spec = ServerSpec("service", (sys.executable, "-m", "app", "--host", "{host}", "--port", "{port}",

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = service_defaults(args.device)
     uploads = make_uploads(args.kind, 64 if args.kind == "cifar" else 16, default_cifar_dir())
     with tempfile.TemporaryDirectory(prefix="alexnet-profile-") as scratch:
-        checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors")
+        checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors", with_rule=True)
         spec = server_specs(sys.executable, checkpoint, args.device, defaults.max_batch_size, defaults.max_wait_ms)
         with start_server(spec[args.server], args.out / f"{args.server}.log") as server:
             raw = args.out / "profile.txt"

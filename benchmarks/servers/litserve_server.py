@@ -76,7 +76,7 @@ class AlexNetAPI(ls.LitAPI):
         counts = [len(images) for images in requests]
         pixels = torch.from_numpy(np.concatenate(requests)).permute(0, 3, 1, 2)  # (N, 3, s, s) uint8
         # Many-image requests: forward passes of at most max_images, as the service bounds its passes.
-        best = self.classifier.probabilities(pixels, batch_size=self.max_images).max(dim=1)  # (N,) each
+        best = self.classifier.predict(pixels, batch_size=self.max_images).probabilities.max(dim=1)  # (N,) each
         indices, probabilities = best.indices.tolist(), best.values.tolist()
         bounds = np.cumsum([0, *counts])
         return [(indices[a:b], probabilities[a:b]) for a, b in itertools.pairwise(bounds)]

@@ -5,7 +5,9 @@ plain ``def`` (FastAPI runs it in its thread pool), each upload is opened with P
 resized straight to the network's input with torchvision's Resize, turned into a tensor with ToTensor
 and normalized; then one forward pass for the request's images. No batching across requests, no reduced
 decoding of large JPEGs. Only the weights and the mean/std come from the same checkpoint as the other
-servers, through the project's loader, so every server runs the same network.
+servers, through the project's loader, so every server runs the same network; like a tutorial's endpoint it
+computes no calibration and no abstention score (which the service and the LitServe peer pay for), a
+difference in its favour.
 
 With ``BENCH_MODEL_FREE=1`` (the benchmark's ``--model-free``) the network's forward pass is a constant
 (``benchmarks.servers.model_free``); the decode, the transforms and the response stay as they are.

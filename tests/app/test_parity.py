@@ -79,7 +79,7 @@ def test_trainer_service_and_cli_agree(test_folder: Path, decisive_checkpoint: P
     assert classes == CIFAR10_CLASSES and test.labels.tolist() == labels
     # As the trainer evaluates: its (NCHW) model and preprocessing, the image-folder reader's (N, 3, S, S) images.
     classifier = Classifier(checkpoint.build_model(), Preprocess(checkpoint.preprocess), torch.device("cpu"))
-    trainer = classifier.probabilities(torch.from_numpy(test.images), batch_size=7).numpy()  # (N, 10)
+    trainer = classifier.predict(torch.from_numpy(test.images), batch_size=7).probabilities.numpy()  # (N, 10)
 
     settings = service_settings(decisive_checkpoint, max_files=len(paths), max_queue=len(paths))
     server = LiveServer(settings).start()

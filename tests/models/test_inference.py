@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.payloads import cifar_arrays
-from models import Classifier, DeviceError, Preprocess, load_checkpoint, resolve_device
+from models import Classifier, DeviceError, Preprocess, load_checkpoint, resolve_device, save_random_checkpoint
 from models.inference import autocast_dtype, weights_layout
 from tests.helpers import BF16_TOLERANCE, FP32_TOLERANCE, prediction_error, write_he_checkpoint
 
@@ -23,14 +23,15 @@ def test_probabilities_are_a_plain_forward_pass_and_its_mirror(tiny_checkpoint: 
     ckpt = load_checkpoint(tiny_checkpoint)
     model, preprocess = ckpt.build_model(), Preprocess(ckpt.preprocess)
     classifier = Classifier(model.train(), preprocess, torch.device("cpu"))  # the pass switches dropout off
-    probs = classifier.probabilities(images, batch_size=2)
+    predictions = classifier.predict(images, batch_size=2)
+    probs = predictions.probabilities
     with torch.inference_mode():
-        expected = model.eval()(preprocess(images)).softmax(dim=1)
-        mirrored = model(preprocess(images.flip(3))).softmax(dim=1)
-    torch.testing.assert_close(probs, expected)
+        expected = model.eval()(preprocess(images))
+        mirrored = model(preprocess(images.flip(3)))
+    torch.testing.assert_close(probs, expected.softmax(dim=1))
     assert probs.dtype == torch.float32 and probs.device.type == "cpu" and probs.shape == (5, 10)
-    tta = classifier.probabilities(images.numpy(), batch_size=3, tta=True)
-    torch.testing.assert_close(tta, (expected + mirrored) / 2)
+    assert predictions.scores is None  # no abstention rule in this checkpoint
+    torch.testing.assert_close(classifier.logits(images.numpy(), mirrored=True, batch_size=3), mirrored)
 
 
 def test_from_checkpoint_serves_channels_last_with_the_same_answer(tiny_checkpoint: Path, images: torch.Tensor) -> None:
@@ -40,7 +41,8 @@ def test_from_checkpoint_serves_channels_last_with_the_same_answer(tiny_checkpoi
     assert served.layout == torch.channels_last and plain.layout == torch.contiguous_format
     assert weights_layout(served.model) == torch.channels_last
     hwc = images.permute(0, 2, 3, 1).contiguous()  # decoded uploads arrive as (N, H, W, C)
-    torch.testing.assert_close(served.probabilities(hwc.permute(0, 3, 1, 2)), plain.probabilities(images))
+    served_rows = served.predict(hwc.permute(0, 3, 1, 2)).probabilities
+    torch.testing.assert_close(served_rows, plain.predict(images).probabilities)
 
 
 def test_device_vocabulary() -> None:
@@ -69,8 +71,8 @@ def test_precision_policy() -> None:
 
 def test_bf16_on_a_cpu_stays_close_to_fp32(tiny_checkpoint: Path, images: torch.Tensor) -> None:
     ckpt = load_checkpoint(tiny_checkpoint)
-    fp32 = Classifier.from_checkpoint(ckpt, torch.device("cpu")).probabilities(images)
-    bf16 = Classifier.from_checkpoint(ckpt, torch.device("cpu"), "bf16").probabilities(images)
+    fp32 = Classifier.from_checkpoint(ckpt, torch.device("cpu")).predict(images).probabilities
+    bf16 = Classifier.from_checkpoint(ckpt, torch.device("cpu"), "bf16").predict(images).probabilities
     assert bf16.dtype == torch.float32  # the softmax is always taken in float32
     torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)
 
@@ -83,7 +85,7 @@ def test_the_device_comparison_passes_bf16_and_catches_a_wrong_channel_order_or_
 
     def served(precision: str, hwc: torch.Tensor) -> torch.Tensor:
         classifier = Classifier.from_checkpoint(ckpt, torch.device("cpu"), precision)
-        return classifier.probabilities(hwc.permute(0, 3, 1, 2))
+        return classifier.predict(hwc.permute(0, 3, 1, 2)).probabilities
 
     expected = served("fp32", images)
     assert prediction_error(served("fp32", images.clone()), expected) <= FP32_TOLERANCE
@@ -95,3 +97,14 @@ def test_the_device_comparison_passes_bf16_and_catches_a_wrong_channel_order_or_
     }
     for mistake, wrong in mistakes.items():
         assert prediction_error(served("fp32", wrong), expected) > 3 * BF16_TOLERANCE, mistake
+
+
+def test_the_served_pass_scores_with_the_checkpoints_rule(tmp_path: Path, images: torch.Tensor) -> None:
+    ckpt = load_checkpoint(save_random_checkpoint(tmp_path / "rule.safetensors", input_size=64, with_rule=True))
+    classifier = Classifier.from_checkpoint(ckpt, torch.device("cpu"))
+    assert classifier.abstention is not None and classifier.abstention.gaussian.precision.device.type == "cpu"
+    predictions = classifier.predict(images, batch_size=3)
+    logits, features = classifier.logits_and_features(images)
+    rule = ckpt.abstention_rule()
+    torch.testing.assert_close(predictions.scores, rule.scores(logits, features, ckpt.temperature))
+    torch.testing.assert_close(predictions.probabilities, logits.softmax(dim=1))
