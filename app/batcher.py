@@ -93,16 +93,9 @@ class Batcher:
         batching: bool = True,
         workers: int = 1,
         metrics: Metrics | None = None,
-        pass_threads: tuple[int, int] | None = None,
-        set_threads: Callable[[int], None] | None = None,
     ) -> None:
         self.forward = forward
-        # On a CPU: (threads of a pass that starts while another runs, of one that starts alone), applied by
-        # ``set_threads`` in the model thread before the pass (torch's count is per thread). A lone request
-        # then uses every core, as a one-request-at-a-time server does; busy, the passes share the cores.
-        self.pass_threads = pass_threads
-        self.set_threads = set_threads
-        self.executor = executor  # has ``workers`` threads
+        self.executor = executor  # has ``workers`` threads (app.model_threads: which thread, how many torch threads)
         self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -326,12 +319,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         size = sum(piece.stop - piece.start for piece in batch)
         start = time.perf_counter()
-        threads = None
-        if self.pass_threads is not None:
-            threads = self.pass_threads[1 if len(self._passes) <= 1 else 0]  # this pass alone, or beside another
         try:
             images = [p.images for p in batch]
-            outputs = await loop.run_in_executor(self.executor, self._forward_batch, images, threads)
+            outputs = await loop.run_in_executor(self.executor, self._forward_batch, images)
             if len(outputs) != size:
                 raise ValueError(f"forward returned {len(outputs)} rows for {size} images")
         except Exception:
@@ -368,10 +358,8 @@ class Batcher:
         if job.unanswered == 0 and not job.future.done():
             job.future.set_result(job.output)
 
-    def _forward_batch(self, images: list[np.ndarray], threads: int | None = None) -> np.ndarray:
+    def _forward_batch(self, images: list[np.ndarray]) -> np.ndarray:
         # In the model thread: the concatenation copies a few KB per image, off the event loop too.
-        if threads is not None and self.set_threads is not None:
-            self.set_threads(threads)
         batch = images[0] if len(images) == 1 else np.concatenate(images)  # (N, ...)
         return self.forward(batch)
 

@@ -89,14 +89,6 @@ class Settings(BaseSettings):
         [], description="browser origins allowed to call the API (JSON list or comma-separated); empty: CORS off"
     )
 
-    def pass_size(self, device_type: str) -> int:
-        """Images per forward pass on this kind of device: the setting, or the measured default when 0."""
-        if self.max_batch_size:
-            return self.max_batch_size
-        # CPU: two single-threaded passes of 16 peak on the 2-core dev machine (docs/benchmarks.md); CUDA:
-        # a batch large enough to fill the GPU, small enough to keep one pass in the milliseconds.
-        return 128 if device_type == "cuda" else 16
-
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:
         # A request is queued whole: one with more images than the queue holds could never be served.

@@ -15,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from time import perf_counter
 
-import torch
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,15 +32,13 @@ from app.door import ShedAtTheDoor
 from app.errors import install_error_handlers
 from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
-from app.model_workers import ModelWorkers
+from app.model_threads import ModelThreads, plan_threads
 from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
 from app.routes import health, metrics, model, oip, page, predict
 from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
-
-MODEL_THREAD_NICENESS = 5  # CPU model threads: about a third of the event loop's share of a contended core
 
 DESCRIPTION = """Classifies images into the 10 CIFAR-10 classes with AlexNet.
 
@@ -108,13 +103,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.service
     settings = state.settings
     state.predictor = predictor = _load(settings, state.metrics)
-    workers, threads = model_threads(settings, predictor.device)
-    threads_before = torch.get_num_threads()  # torch's count is process-wide: put it back on shutdown
-    model_pool = ModelWorkers(
-        workers, "alexnet-model", initializer=_model_thread, initargs=(threads, predictor.device.type == "cpu")
-    )
+    plan = plan_threads(settings, predictor.device)
+    model_pool = ModelThreads(plan)
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
-    largest = settings.pass_size(predictor.device.type) if settings.batching else settings.max_files
+    largest = plan.pass_size if settings.batching else settings.max_files
     state.batcher = Batcher(
         predictor.outputs,
         model_pool,
@@ -122,15 +114,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_wait_s=settings.max_wait_ms / 1000,
         max_queue=settings.max_queue,
         batching=settings.batching,
-        workers=workers,
+        workers=plan.workers,
         metrics=state.metrics,
-        pass_threads=lone_pass_threads(settings, predictor.device, workers, threads),
-        set_threads=torch.set_num_threads,
     )
     state.batcher.start()
     state.set_status("warming_up", "warming up")
-    logger.info("%d model worker(s), %s torch thread(s) each", workers, threads or "default")
-    warm_up = asyncio.create_task(_warm_up(state, model_pool, workers, warmup_sizes(largest)))
+    logger.info("%d model thread(s), %s torch thread(s) each (%s alone)", plan.workers, plan.threads or "default",
+                plan.lone_threads or "default")  # fmt: skip
+    warm_up = asyncio.create_task(_warm_up(state, model_pool, plan.workers, warmup_sizes(largest)))
     try:
         yield
     finally:
@@ -139,30 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
         model_pool.shutdown()
         state.decode_pool.shutdown()
-        torch.set_num_threads(threads_before)
         logger.info("stopped")
-
-
-def model_threads(settings: Settings, device: torch.device) -> tuple[int, int]:
-    """(forward passes at once, torch threads per pass; 0 = leave PyTorch's default)."""
-    if device.type != "cpu":
-        return settings.model_workers or 1, settings.torch_threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    # Two single-threaded passes beat one two-threaded pass on the 2-core dev machine (no barrier waits
-    # between threads, and the event loop steals a core from one pass, not from both): docs/serving.md.
-    workers = settings.model_workers or (2 if cores >= 2 else 1)
-    return workers, settings.torch_threads or max(1, cores // workers)
-
-
-def lone_pass_threads(settings: Settings, device: torch.device, workers: int, threads: int) -> tuple[int, int] | None:
-    """(threads of a pass beside another, of a pass alone) on a CPU with the threads left to the service; else None.
-
-    A lone request in one of two single-threaded passes took 37 ms against 25 ms on both cores (batch 1, the
-    2-core dev machine, docs/benchmarks.md); under load the passes overlap and each keeps its one thread.
-    """
-    if device.type != "cpu" or settings.torch_threads or workers < 2:
-        return None  # a GPU; a thread count set by hand is kept as it is; one worker has every core already
-    return threads, threads * workers
 
 
 def _load(settings: Settings, metrics: Metrics) -> Predictor:
@@ -185,7 +153,7 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     return predictor
 
 
-async def _warm_up(state: ServiceState, pool: ModelWorkers, workers: int, sizes: list[int]) -> None:
+async def _warm_up(state: ServiceState, pool: ModelThreads, workers: int, sizes: list[int]) -> None:
     """Warm-up passes in every model thread (submitted together, each goes to a different one), then report
     ready (or failed, with the reason)."""
     predictor = state.predictor
@@ -202,21 +170,6 @@ async def _warm_up(state: ServiceState, pool: ModelWorkers, workers: int, sizes:
         state.set_status("ready")
         batching = "on" if state.settings.batching else "off"
         logger.info("ready: warmed up at batch sizes %s in %.2f s; batching %s", sizes, max(seconds), batching)
-
-
-def _model_thread(threads: int, yield_to_the_loop: bool) -> None:
-    """Set up one model thread: its torch thread count, and on a CPU a lower priority than the event loop's.
-
-    On a CPU the passes and the event loop share the cores. Under overload the loop must win: it accepts
-    connections, sheds what cannot be served with a 429 in microseconds, answers /health/live, and feeds
-    the model; starved by the passes, it lets connections pile up in the kernel's accept queue, where no
-    deadline or admission check can see them (docs/reliability.md). With the cores free, nothing changes.
-    """
-    if threads:
-        torch.set_num_threads(threads)
-    if yield_to_the_loop and hasattr(os, "setpriority"):
-        with contextlib.suppress(OSError):  # lowering a thread's own priority needs no privilege; if refused, carry on
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MODEL_THREAD_NICENESS)
 
 
 class QuietStartupFailure:

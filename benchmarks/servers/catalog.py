@@ -45,11 +45,11 @@ def service_defaults(device: str = "cpu") -> ServiceDefaults:
         import torch
 
         from app.config import Settings
-        from app.main import model_threads
+        from app.model_threads import plan_threads
 
         settings = Settings()
-        workers, _ = model_threads(settings, torch.device(device))
-        in_flight = settings.pass_size(device) * workers
+        plan = plan_threads(settings, torch.device(device))
+        in_flight = plan.pass_size * plan.workers
         return ServiceDefaults(in_flight, float(settings.max_wait_ms), int(settings.max_files))
     except Exception as exc:  # the app not importable here, or its settings renamed: say so, use the fallback
         logger.warning("could not read the service's defaults (%s): using %s", exc, ServiceDefaults())

@@ -7,14 +7,12 @@ request must get back exactly its own sums, in order, however its images were sp
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from app.batcher import Batcher, Job
 from app.errors import DeadlineExceeded
@@ -122,32 +120,3 @@ def test_the_two_expiry_paths_of_a_queued_job_never_collide(first: str) -> None:
         return len(batcher._queue), batcher.queued_images
 
     assert run_batcher(scenario) == (0, 0)
-
-
-def test_a_pass_that_starts_alone_gets_every_thread_one_beside_another_its_share() -> None:
-    """torch's real per-thread count, read inside the pass: 2 for a lone pass, 1 for each of two at once."""
-    seen: list[int] = []
-    first_running, release_first = threading.Event(), threading.Event()
-
-    def forward(images: np.ndarray) -> np.ndarray:
-        seen.append(torch.get_num_threads())
-        if len(seen) == 2:  # the first of the two overlapping passes: hold it while the second starts
-            first_running.set()
-            assert release_first.wait(30)
-        return pixel_sums(images)
-
-    async def scenario(batcher: Batcher) -> None:
-        deadline = asyncio.get_running_loop().time() + 30
-        await batcher.submit(images_of(1), deadline)  # alone
-        held = asyncio.create_task(batcher.submit(images_of(2), deadline))
-        await asyncio.to_thread(first_running.wait, 30)
-        beside = asyncio.create_task(batcher.submit(images_of(3), deadline))
-        while len(seen) < 3:  # the second pass has read its count
-            await asyncio.sleep(0.005)
-        release_first.set()
-        await asyncio.gather(held, beside)
-
-    before = torch.get_num_threads()
-    run_batcher(scenario, forward, pass_threads=(1, 2), set_threads=torch.set_num_threads)
-    assert seen == [2, 2, 1]  # alone; alone when it started; started beside a running pass
-    assert torch.get_num_threads() == before  # set in the model threads only, never in this one

@@ -251,11 +251,3 @@ def test_a_request_larger_than_a_pass_is_split_and_answered_in_order(serve) -> N
         got_p = {t["label"]: t["probability"] for t in got["top_k"]}
         want_p = {t["label"]: t["probability"] for t in want["top_k"]}
         assert got_p == pytest.approx(want_p, abs=2e-6)
-
-
-def test_pass_size_defaults_by_device(tiny_checkpoint) -> None:
-    from tests.app.helpers import service_settings
-
-    auto = service_settings(tiny_checkpoint, max_batch_size=0)
-    assert (auto.pass_size("cpu"), auto.pass_size("cuda")) == (16, 128)
-    assert service_settings(tiny_checkpoint, max_batch_size=7).pass_size("cuda") == 7
