@@ -45,8 +45,10 @@ UNAUTHORIZED_RESPONSE = {
 }
 
 
-def install_access_control(app: FastAPI, settings: Settings) -> None:
-    """The key check when a key is set, CORS when origins are; call after the error handlers, before metrics."""
+def install_access_control(app: FastAPI, settings: Settings) -> Callable[[str], bool] | None:
+    """The key check when a key is set, CORS when origins are; call after the error handlers, before metrics.
+    Returns which paths are open when a key is set (for the OpenAPI schema, ``declare_security``), else None."""
+    keyed: Callable[[str], bool] | None = None
     if settings.api_key is not None:
         open_paths = {route.path for route in health.router.routes}  # type: ignore[attr-defined]
         open_paths.add(page.PAGE_PATH)  # the page is public; it asks for the key and sends it to /predict
@@ -60,7 +62,7 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
             return path in open_paths or path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
 
         app.add_middleware(RequireApiKey, key=settings.api_key, is_open=is_open)
-        _declare_security(app, is_open)
+        keyed = is_open
         logger.info("API key required on every path but %s and %s/*", ", ".join(sorted(open_paths)), DOCS_PREFIX)
     if settings.cors_origins:
         # Added last, so it runs first: a browser's preflight carries no key and is answered here, and the
@@ -74,6 +76,7 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
             max_age=600,
         )
         logger.info("CORS allowed for %s", ", ".join(settings.cors_origins))
+    return keyed
 
 
 class RequireApiKey:
@@ -114,21 +117,12 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
     return keys
 
 
-def _declare_security(app: FastAPI, is_open: Callable[[str], bool]) -> None:
+def declare_security(schema: dict[str, Any], is_open: Callable[[str], bool]) -> None:
     """Mark the keyed operations in the OpenAPI schema, so /docs shows "Authorize" and sends the key."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        # Every call, not once: other wrappers (app/routes/predict.py) update the cached dict after the model
-        # loads, and setting the same values again is harmless.
-        schema = build()  # FastAPI's cached dict, changed in place
-        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-        for path, operations in schema["paths"].items():
-            if is_open(path):
-                continue
-            for operation in operations.values():
-                operation["security"] = [{"bearer": []}, {"apiKey": []}]
-                operation["responses"].setdefault("401", UNAUTHORIZED_RESPONSE)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in schema["paths"].items():
+        if is_open(path):
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            operation["responses"].setdefault("401", UNAUTHORIZED_RESPONSE)

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.asgi import ResponseWatch, json_bytes, json_response, send_json
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +126,26 @@ class InternalError(ServiceError):
         super().__init__("internal server error")
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+def error_body(exc: ServiceError, key: str = "detail") -> bytes:
+    """``{"detail": ...}``; the Open Inference Protocol's errors say ``{"error": ...}``."""
+    return json_bytes({key: exc.detail})
+
+
+async def send_error(send: Send, exc: ServiceError, key: str = "detail") -> None:
+    """``exc`` answered straight to the ASGI server, below the router."""
+    await send_json(send, error_body(exc, key), exc.status_code, exc.headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return json_response(error_body(exc), exc.status_code, exc.headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     # One sentence like every other error, e.g. "query parameter top_k: Input should be greater than or
     # equal to 1"; the input values are left out: they may be large or private.
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+    return json_response(json_bytes({"detail": validation_detail(exc.errors())}), 422)
 
 
 def validation_detail(errors: Sequence[dict[str, Any]]) -> str:
@@ -149,9 +160,9 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{place} {'.'.join(name)}: {message}" if name else f"{place}: {message}"
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return json_response(json_bytes({"detail": exc.detail}), exc.status_code, exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -160,14 +171,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(CatchUnexpectedErrors)
-
-
-async def send_error(send: Send, exc: ServiceError) -> None:
-    """Answer ``exc`` straight to the ASGI server, for middlewares that refuse a request before routing."""
-    # The very bytes and headers the exception handler's JSONResponse gives (tests/app/test_door.py)
-    response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 class CatchUnexpectedErrors:
@@ -180,17 +183,11 @@ class CatchUnexpectedErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response_started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, send_tracking)
+            await self.app(scope, receive, watch)
         except Exception:
             logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            if response_started:
+            if watch.status is not None:
                 raise  # too late to answer: let the server drop the connection
             await send_error(send, InternalError())

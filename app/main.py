@@ -33,6 +33,7 @@ from app.errors import install_error_handlers
 from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
 from app.model_threads import ModelThreads, plan_threads
+from app.openapi import install_openapi
 from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
 from app.routes import health, metrics, model, oip, page, predict
@@ -75,24 +76,21 @@ def create_app(settings: Settings) -> FastAPI:
         static_url="/docs/static",  # swagger-ui's JS and CSS, served from the installed fastapi-offline package
         swagger_ui_parameters={"tryItOutEnabled": True, "defaultModelsExpandDepth": 0},
     )
-    app.state.service = ServiceState(settings=settings, metrics=Metrics())
-    # /predict first, FastAPI's /openapi.json and /docs last: the router tries routes in order, and matching the
-    # docs routes first cost the busiest route about 5% of its time (py-spy, docs/benchmarks.md).
-    framework_routes = list(app.router.routes)
-    app.router.routes.clear()
-    app.include_router(predict.router)
+    state = app.state.service = ServiceState(settings=settings, metrics=Metrics())
+    # /predict first: the router tries routes in order, and matching FastAPI's /openapi.json and /docs routes
+    # first cost the busiest route about 5% of its time (py-spy, docs/benchmarks.md)
+    app.router.routes.insert(0, predict.PredictRoute())
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(model.router)
     app.include_router(oip.router)  # Open Inference Protocol v2 (docs/oip.md)
     app.include_router(page.router)
-    app.router.routes.extend(framework_routes)
-    predict.install_schema_limits(app)
-    # The innermost: after the key check, before routing; it answers /predict once ready (app/door.py)
-    app.add_middleware(ShedAtTheDoor, state=app.state.service)
+    # The innermost: after the key check, before routing, it refuses what cannot be answered in time (app/door.py)
+    app.add_middleware(ShedAtTheDoor, state=state)
     install_error_handlers(app)
-    install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
-    app.add_middleware(RequestMetrics, metrics=app.state.service.metrics)
+    keyed = install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too
+    install_openapi(app, state, keyed)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
     app.add_middleware(QuietStartupFailure)
     app.add_middleware(RequestLog)  # the outermost: every answer, the door's 429 and the 401 too, gets its ID and line
     return app

@@ -22,8 +22,9 @@ from time import perf_counter_ns
 from typing import Any
 from urllib.parse import quote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.asgi import ResponseWatch
 from app.logs import ACCESS_LOGGER, REQUEST_ID
 
 logger = logging.getLogger(ACCESS_LOGGER)
@@ -56,22 +57,13 @@ class RequestLog:
             raw = request_id.encode()
         else:
             request_id = raw.decode()  # ASCII: checked
-        header = (HEADER, raw)
-        status = 500  # what the server answers if the app raises before answering
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
+        watch = ResponseWatch(send, ((HEADER, raw),))
         token = REQUEST_ID.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, watch)
         finally:
-            if logger.isEnabledFor(logging.INFO):
-                _log_access(scope, status, request_id, perf_counter_ns() - start)
+            if logger.isEnabledFor(logging.INFO):  # 500: what the server answers if the app raised before answering
+                _log_access(scope, watch.status or 500, request_id, perf_counter_ns() - start)
             REQUEST_ID.reset(token)
 
 

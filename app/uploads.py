@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from app import plain_multipart
-from app.errors import BadRequest, BodyTimeout, PayloadTooLarge, Unprocessable, UnsupportedMedia
+from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError, decode_opened, open_image
 
 # python-multipart logs a WARNING in its own wording for each malformed body: a client could fill the log with
@@ -62,14 +62,13 @@ class Upload:
         return "the request body" if self.raw else f"file #{self.index}"
 
 
-async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float) -> list[Upload]:
-    """The request's images, in order; raises 400/408/413/415/422 errors.
+async def read_uploads(request: Request, limits: UploadLimits) -> list[Upload]:
+    """The request's images, in order; raises 400/413/415/422 errors (the body's deadline is the caller's:
+    ``app.pipeline``).
 
     Two bodies are accepted: multipart/form-data with the files in the ``file`` field, or one image as the
     whole body (``Content-Type: image/*`` or ``application/octet-stream``; a body without a Content-Type is
     taken as application/octet-stream, as RFC 9110 8.3 allows, which is what ``curl -T cat.jpg`` sends).
-    The whole body must arrive within ``timeout_s``: a client that stalls is answered 408 and its
-    connection closed, so what it sent is freed instead of held for as long as it likes.
     """
     length = content_length(request, limits.max_body_bytes)
     content_type = request.headers.get("content-type", "")
@@ -90,13 +89,17 @@ async def read_uploads(request: Request, limits: UploadLimits, timeout_s: float)
     else:
         shown = content_type or "no Content-Type"
         raise UnsupportedMedia(f"expected {ACCEPTED_BODIES}, got {shown}")
-    try:
-        async with asyncio.timeout(timeout_s):  # no task of its own, as wait_for makes: read in this one
-            return await reading
-    except TimeoutError:
-        raise BodyTimeout(timeout_s) from None
-    except ClientDisconnect:  # nobody to answer; not a server error worth a traceback
-        raise BadRequest("the client disconnected before sending the whole body") from None
+    return await reading
+
+
+async def read_body(request: Request, max_body_bytes: int, empty: str) -> bytes:
+    """The whole body with the same limits (Content-Length checked first, bytes counted as they stream); an
+    empty one is a 400 saying ``empty``."""
+    content_length(request, max_body_bytes)
+    body = await read_capped(request, max_body_bytes, _too_large(max_body_bytes))
+    if not body:
+        raise BadRequest(empty)
+    return body
 
 
 def content_length(request: Request, max_body_bytes: int) -> int | None:
@@ -121,7 +124,7 @@ def _boundary(params: dict[bytes, bytes]) -> bytes:
 async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits, length: int | None) -> list[Upload]:
     reader = _PartReader(limits)
     if length is not None and length <= plain_multipart.MAX_BYTES:  # small: whole, and split at once if plain
-        body = await read_capped(request, limits.max_body_bytes, _body_too_large(limits))
+        body = await read_capped(request, limits.max_body_bytes, _too_large(limits.max_body_bytes))
         parts = plain_multipart.split(body, boundary)
         if parts is not None:
             reader.read_parts(parts)
@@ -135,7 +138,7 @@ async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimit
         async for chunk in chunks:
             start, received = received, received + len(chunk)
             if received > limits.max_body_bytes:
-                raise PayloadTooLarge(_body_too_large(limits))
+                raise PayloadTooLarge(_too_large(limits.max_body_bytes))
             parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:
@@ -152,8 +155,8 @@ def _uploads(reader: _PartReader) -> list[Upload]:
     return reader.uploads
 
 
-def _body_too_large(limits: UploadLimits) -> str:
-    return f"the request body is over the limit of {limits.max_body_bytes:,} bytes"
+def _too_large(max_body_bytes: int) -> str:
+    return f"the request body is over the limit of {max_body_bytes:,} bytes"
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:

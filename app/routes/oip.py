@@ -1,15 +1,14 @@
 """Open Inference Protocol v2 over REST ("KServe v2"), beside /predict: what Triton's and KServe's clients speak.
 
-Same model, same limits, same batcher as /predict: an OIP request is read with the body limits and
-timeout of app/uploads.py, its images decoded by ``decode_image``, and its pass shared with /predict's
-requests through ``Batcher.arriving / decoding / submit``. Errors are OIP's ``{"error": ...}`` with the
-service's own status codes (docs/oip.md). Tensors: app/oip_tensors.py.
+Same model, same limits, same batcher as /predict, through the same request pipeline (app/pipeline.py): an
+OIP request's body is read with the limits of app/uploads.py, its images decoded as /predict's uploads are,
+and its pass shared with /predict's requests. Errors are OIP's ``{"error": ...}`` with the service's own
+status codes (docs/oip.md). Tensors: app/oip_tensors.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,11 +16,11 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.requests import ClientDisconnect
-from starlette.types import Send
 
-from app.deps import ServiceState, get_predictor
-from app.errors import BadRequest, BodyTimeout, NotFound, NotReady, ServiceError
+from app import pipeline
+from app.asgi import json_response
+from app.deps import ServiceState, ready_predictor
+from app.errors import BadRequest, NotFound, NotReady, ServiceError, error_body
 from app.oip_tensors import (
     HEADER_LENGTH,
     IMAGES,
@@ -35,7 +34,7 @@ from app.oip_tensors import (
 )
 from app.predictor import MODEL_NAME, Predictor
 from app.request_log import IMAGES as LOGGED_IMAGES
-from app.uploads import Upload, content_length, decode_uploads, read_capped
+from app.uploads import Upload, decode_uploads, read_body
 
 MODEL_VERSION = "1"  # one model, one version: the loaded checkpoint
 PLATFORM = "pytorch"
@@ -53,19 +52,6 @@ def infer_path(versioned: bool) -> str:
     return MODELS_PREFIX + ("{name}/versions/{version}/infer" if versioned else "{name}/infer")
 
 
-def error_body(exc: ServiceError) -> bytes:
-    return json.dumps({"error": exc.detail}).encode()
-
-
-async def send_oip_error(send: Send, exc: ServiceError) -> None:
-    """``app.errors.send_error`` with OIP's body, for app/door.py's refusals before routing."""
-    body = error_body(exc)
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    headers += [(name.lower().encode(), value.encode()) for name, value in (exc.headers or {}).items()]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class OIPRoute(APIRoute):
     """A route answering the service's errors as ``{"error": ...}``: only these routes, /predict keeps ``detail``."""
 
@@ -76,7 +62,7 @@ class OIPRoute(APIRoute):
             try:
                 return await handler(request)
             except ServiceError as exc:
-                return Response(error_body(exc), exc.status_code, exc.headers, media_type="application/json")
+                return json_response(error_body(exc, "error"), exc.status_code, exc.headers)
 
         return handle
 
@@ -184,42 +170,25 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     _check_model(name, version)
-    predictor = await get_predictor(request)  # 503 before the model is ready, as /predict
     state = _state(request)
+    predictor = ready_predictor(state)  # 503 before the model is ready, as /predict
     settings = state.settings
-    batcher, loop = state.batcher, asyncio.get_running_loop()
-    assert batcher is not None and state.decode_pool is not None  # set with the predictor
     limits = Limits(settings.max_files, settings.max_file_bytes, predictor.source_size)
-    # app/door.py has refused it already (429, before the body) if one more image could not be served in time
-    with batcher.arriving():
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
-        with batcher.decoding():
-            header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-            # JSON of up to max_body_bytes takes a while to parse: off the event loop, in the decode threads
-            parsed = await loop.run_in_executor(state.decode_pool, parse_request, header, binary, limits)
-            request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
-            _check_outputs(parsed, predictor)
-            images = await _images(parsed, state, predictor)
-    rows = await batcher.submit(images, deadline)
+
+    async def read() -> tuple[bytes, bytes]:
+        body = await read_body(request, settings.max_body_bytes, "empty body: send an inference request (docs/oip.md)")
+        return split_body(body, request.headers.get(HEADER_LENGTH))
+
+    async def prepare(parts: tuple[bytes, bytes]) -> tuple[InferRequest, np.ndarray]:
+        # JSON of up to max_body_bytes takes a while to parse: off the event loop, in the decode threads
+        loop = asyncio.get_running_loop()
+        parsed = await loop.run_in_executor(state.decode_pool, parse_request, *parts, limits)
+        request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
+        _check_outputs(parsed, predictor)
+        return parsed, await _images(parsed, state, predictor)
+
+    parsed, rows = await pipeline.run(state, read, prepare)
     return _answer(parsed, rows, predictor, version)
-
-
-async def read_body(request: Request, max_body_bytes: int, timeout_s: float) -> bytes:
-    """The whole body, with /predict's rules: Content-Length checked first, bytes counted as they stream,
-    all of it within ``timeout_s`` (408)."""
-    content_length(request, max_body_bytes)
-    too_large = f"the request body is over the limit of {max_body_bytes:,} bytes"
-    try:
-        async with asyncio.timeout(timeout_s):
-            body = await read_capped(request, max_body_bytes, too_large)
-    except TimeoutError:
-        raise BodyTimeout(timeout_s) from None
-    except ClientDisconnect:
-        raise BadRequest("the client disconnected before sending the whole body") from None
-    if not body:
-        raise BadRequest("empty body: send an inference request (docs/oip.md)")
-    return body
 
 
 async def _images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:

@@ -1,24 +1,36 @@
-"""POST /predict: uploaded images in, one prediction per image out."""
+"""POST /predict: uploaded images in, one prediction per image out.
+
+One ASGI endpoint answers it (``PredictRoute``, first among the routes), below FastAPI's request handling:
+that handling (the request/response wrapper, dependencies, its exception layers) was over a quarter of the
+event loop's time per request without the model (py-spy, docs/benchmarks.md). The same endpoint answers
+before the model is ready (503), and its OpenAPI operations are written here, from the constants that shape
+its answers and errors (``path_item``, ``components``), since FastAPI documents its own routes only.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import warnings
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, Field, ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from app import pipeline
+from app.asgi import send_json
 from app.deps import ServiceState, ready_predictor
 from app.errors import DeadlineExceeded, QueueFull, ServiceError, Unprocessable, send_error, validation_detail
 from app.request_log import IMAGES
 from app.schemas import ErrorResponse, PredictResponse
-from app.uploads import FIELD, NO_FILES, RAW_MEDIA_TYPES, UploadLimits, decode_uploads, read_uploads
+from app.uploads import FIELD, NO_FILES, RAW_MEDIA_TYPES, Upload, UploadLimits, decode_uploads, read_uploads
 
-router = APIRouter(tags=["predict"])
 PREDICT_PATH = "/predict"  # the route, its schema, and app/door.py's shedding before routing
+TAGS = ["predict"]
+DESCRIPTION = (
+    "Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."
+)
 # POST, and PUT for `curl -T cat.jpg URL` (curl's upload flag sends PUT): the same operation, the same answers
 PREDICT_METHODS = ("POST", "PUT")
 SUMMARIES = {"POST": "Classify uploaded images", "PUT": "Classify uploaded images (the same as POST, for curl -T)"}
@@ -95,62 +107,71 @@ UPLOAD_BODY: dict[str, Any] = {
 
 
 def _error(description: str, example: str) -> dict[str, Any]:
-    example_body = {"application/json": {"example": {"detail": example}}}
-    return {"model": ErrorResponse, "description": description, "content": example_body}
+    body = {"example": {"detail": example}, "schema": {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}}
+    return {"description": description, "content": {"application/json": body}}
 
 
-PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error(
+PREDICT_ERRORS: dict[str, dict[str, Any]] = {
+    "400": _error(
         "a corrupt or truncated image, an empty file or body, a malformed body",
         "file 'cat.jpg': the image data is corrupt or truncated (image file is truncated)",
     ),
-    413: _error(
+    "413": _error(
         "a body, a file, a pixel count or a number of files over the limits",
         "file 'huge.png': 10000x10000 is 100,000,000 pixels, over the limit of 50,000,000",
     ),
-    415: _error(
+    "415": _error(
         "a file that is not a supported image, or a body other than multipart/form-data, image/* or "
         "application/octet-stream",
         "file 'notes.txt': not a supported image (accepted: JPEG, PNG, WEBP, BMP, GIF, TIFF)",
     ),
-    422: _error(
+    "422": _error(
         "no files, a field other than `file`, a bad `top_k` or `threshold`",
         NO_FILES,
     ),
-    429: _error("the queue is full: retry after the `Retry-After` header's seconds", QueueFull(256, 256).detail),
-    503: _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
-    504: _error("the request waited for the model past its deadline", DeadlineExceeded.NOT_RUN),
+    "429": _error("the queue is full: retry after the `Retry-After` header's seconds", QueueFull(256, 256).detail),
+    "503": _error("the model is not loaded and warmed up yet, or the service has stopped", "not ready: warming up"),
+    "504": _error("the request waited for the model past its deadline", DeadlineExceeded.NOT_RUN),
 }
 
 
-def install_schema_limits(app: FastAPI) -> None:
-    """Make /openapi.json state the limits this service enforces: its settings and the loaded model's classes.
+def path_item(state: ServiceState) -> dict[str, Any]:
+    """/predict's OpenAPI operations (POST, and PUT for ``curl -T``), stating the limits this service enforces:
+    its settings and the loaded model's classes. A client (or schemathesis, in CI) reading the schema must not
+    be able to send a request the schema calls valid and the service refuses: no empty or over-long file list,
+    no top_k past the model's classes, and no threshold for a model without an abstention rule."""
+    success = {"$ref": f"#/components/schemas/{PredictResponse.__name__}"}
+    item = {}
+    for method in PREDICT_METHODS:
+        operation = {
+            "tags": TAGS,
+            "summary": SUMMARIES[method],
+            "description": DESCRIPTION,
+            "operationId": f"predict_images{PREDICT_PATH.replace('/', '_')}_{method.lower()}",
+            "parameters": UPLOAD_BODY["parameters"],
+            "requestBody": UPLOAD_BODY["requestBody"],
+            "responses": {
+                "200": {"description": "Successful Response", "content": {"application/json": {"schema": success}}},
+                **PREDICT_ERRORS,
+            },
+        }
+        _declare_limits(operation, state)
+        item[method.lower()] = operation
+    return item
 
-    A client (or schemathesis, in CI) reading the schema must not be able to send a request the schema calls
-    valid and the service refuses: no empty or over-long file list, no top_k past the model's classes, and
-    no threshold for a model without an abstention rule.
-    """
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        with warnings.catch_warnings():
-            # One route answers POST and PUT: FastAPI gives both operations its one ID, and warns; each gets its own
-            warnings.filterwarnings("ignore", f"Duplicate Operation ID {predict_images.__name__}", UserWarning)
-            schema = build()  # cached by FastAPI; changed in place, to the same values every time
-        for method in PREDICT_METHODS:
-            operation = schema["paths"][PREDICT_PATH][method.lower()]
-            operation["operationId"] = f"{predict_images.__name__}{PREDICT_PATH.replace('/', '_')}_{method.lower()}"
-            operation["summary"] = SUMMARIES[method]
-            _declare_limits(operation, app.state.service)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def components() -> dict[str, Any]:
+    """The schemas /predict's operations refer to, as FastAPI would write them for its own routes."""
+    _, schema = models_json_schema(
+        [(PredictResponse, "serialization"), (ErrorResponse, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    return schema["$defs"]
 
 
 def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
     settings = state.settings
-    # FastAPI puts the one UPLOAD_BODY object into every app's schema, under POST and PUT: this app's copy
-    operation["requestBody"] = content = copy.deepcopy(UPLOAD_BODY["requestBody"])
+    operation["requestBody"] = content = copy.deepcopy(UPLOAD_BODY["requestBody"])  # this operation's own copy
     files = content["content"]["multipart/form-data"]["schema"]["properties"][FIELD]
     files.update(minItems=1, maxItems=settings.max_files)
     files["items"]["minLength"] = 1
@@ -163,8 +184,7 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
         content["content"][media_type]["schema"]["description"] = f"{RAW_DESCRIPTION}; at most {raw_limit:,} bytes"
     predictor = state.predictor
     if predictor is not None:
-        # FastAPI puts the list itself into every app's schema: this app's copy, changed below
-        operation["parameters"] = parameters = copy.deepcopy(operation.get("parameters", []))
+        operation["parameters"] = parameters = copy.deepcopy(operation["parameters"])  # its own, changed below
         for parameter in parameters:
             if parameter["name"] == "top_k":  # int | None: the schema's integer branch
                 for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
@@ -174,35 +194,33 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
             operation["parameters"] = [p for p in parameters if p["name"] != "threshold"]
 
 
-@router.api_route(
-    PREDICT_PATH,
-    methods=list(PREDICT_METHODS),
-    response_model=PredictResponse,
-    responses=PREDICT_ERRORS,
-    openapi_extra=UPLOAD_BODY,
-)
-async def predict_images(request: Request) -> Response:
-    """Classify images sent as multipart/form-data in the field `file` (repeat it for several), or one as the body."""
-    # Reached only before the model is ready (503): from then on app/door.py answers /predict with answer_asgi
-    return Response(await classify(request, request.app.state.service), media_type="application/json")
+class PredictRoute(Route):
+    """/predict's route: the endpoint, and the route's own template in the scope for app/metrics.py, as FastAPI's
+    routes put theirs (405s for other methods included)."""
+
+    def __init__(self) -> None:
+        super().__init__(PREDICT_PATH, predict_endpoint, methods=list(PREDICT_METHODS), name="predict_images")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
-async def answer_asgi(scope: Scope, receive: Receive, send: Send, state: ServiceState) -> None:
-    """/predict answered straight from ASGI, below the router and the framework's exception layers.
+class _Endpoint:
+    """An ASGI app, so that Starlette's Route calls it with (scope, receive, send), not a Request."""
 
-    app/door.py calls this once the model is ready: those layers were over a quarter of the event loop's time
-    per request without the model (py-spy, docs/benchmarks.md). The answers are the route's to the byte: the
-    same ``classify``, every ServiceError as the JSON error its handler gives, anything else raised to
-    app.errors.CatchUnexpectedErrors as before.
-    """
-    try:
-        body = await classify(Request(scope, receive), state)
-    except ServiceError as exc:
-        await send_error(send, exc)
-        return
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await classify(Request(scope, receive), scope["app"].state.service)
+        except ServiceError as exc:
+            await send_error(send, exc)
+            return
+        await send_json(send, body)  # anything else raised goes to app.errors.CatchUnexpectedErrors
+
+
+predict_endpoint = _Endpoint()
 
 
 async def classify(request: Request, state: ServiceState) -> bytes:
@@ -216,16 +234,13 @@ async def classify(request: Request, state: ServiceState) -> bytes:
     if threshold is not None and predictor.info.abstention is None:
         raise Unprocessable("threshold: this model has no abstention score to compare it with")
     limits = UploadLimits(settings.max_files, settings.max_file_bytes, settings.max_body_bytes)
-    batcher, loop = state.batcher, asyncio.get_running_loop()
-    assert batcher is not None and state.decode_pool is not None  # set with the predictor
-    # app/door.py has refused it already (429, before the body) if one more image could not be served in time
-    with batcher.arriving():
-        uploads = await read_uploads(request, limits, settings.body_timeout_s)
+    assert state.decode_pool is not None  # set with the predictor
+
+    async def decode(uploads: list[Upload]) -> tuple[list[str], Any]:
         request.scope[IMAGES] = len(uploads)  # for the access line (app/request_log.py)
-        deadline = loop.time() + settings.request_timeout_s  # the body is in: from here the model's deadline runs
-        with batcher.decoding():
-            images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
-    rows = await batcher.submit(images, deadline)  # (n,) this request's probabilities and scores
-    # The bytes, not the model: FastAPI would dump, validate and dump it again (response_model stays the schema)
-    names = [u.filename for u in uploads]
+        images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
+        return [u.filename for u in uploads], images
+
+    names, rows = await pipeline.run(state, lambda: read_uploads(request, limits), decode)
+    # The bytes, not the model: pydantic would dump, validate and dump it again (PredictResponse stays the schema)
     return PredictResponse.render(names, rows, predictor.info, predictor.info_json, k, threshold)

@@ -1,14 +1,12 @@
-"""app/door.py answers a ready service's /predict below the router: the same answers as the route, to the byte,
-and the same metrics labels; a shed request is labelled with its route too, not "unmatched"."""
+"""/predict's one endpoint answers every kind of request in JSON, and is counted under its route; what the door
+sheds is labelled with its route too, not "unmatched", in its protocol's error body."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import httpx
-import pytest
 
-import app.door
 from app.errors import QueueFull
 from tests.app.helpers import LiveServer, encode, files, picture, png
 
@@ -30,36 +28,25 @@ REQUESTS: list[tuple[str, dict]] = [  # (what, httpx.request's arguments): answe
 ]
 
 
-def _door(server: LiveServer) -> app.door.ShedAtTheDoor:
-    stack = server.app.middleware_stack
-    while not isinstance(stack, app.door.ShedAtTheDoor):
-        stack = stack.app  # type: ignore[attr-defined]
-    return stack
-
-
-def _answers(server: LiveServer) -> list[tuple[int, str, bytes]]:
-    answers = []
+def test_every_kind_of_answer_is_json_and_errors_say_what_is_wrong(server: LiveServer) -> None:
+    statuses = set()
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        for _, arguments in REQUESTS:
+        for what, arguments in REQUESTS:
             arguments = dict(arguments)
             response = http.request(arguments.pop("method", "POST"), "/predict", **arguments)
-            answers.append((response.status_code, response.headers["content-type"], response.content))
-    return answers
-
-
-def test_the_direct_answer_is_the_routes_to_the_byte(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    direct = _answers(server)
-    door = _door(server)  # its direct answer off: the request goes on to the router and the route, as before ready
-    monkeypatch.setattr(app.door, "answer_asgi", lambda scope, receive, send, state: door.app(scope, receive, send))
-    routed = _answers(server)
-    for (what, _), mine, route in zip(REQUESTS, direct, routed, strict=True):
-        assert mine == route, what
-    statuses = {status for status, _, _ in direct}
+            assert response.headers["content-type"] == "application/json", what
+            assert int(response.headers["content-length"]) == len(response.content), what
+            body = response.json()
+            if response.status_code == 200:
+                assert len(body["predictions"]) == len(arguments.get("files", [None])), what
+            else:
+                assert set(body) == {"detail"} and body["detail"], what
+            statuses.add(response.status_code)
     assert statuses >= {200, 400, 415, 422}, statuses  # the list really covers answers of every kind
-    assert all(content_type == "application/json" for _, content_type, _ in direct)
+    assert httpx.get(f"{server.url}/predict").status_code == 405  # the route's other methods
 
 
-def test_direct_and_shed_answers_are_counted_under_the_route(serve: Callable[..., LiveServer]) -> None:
+def test_answered_and_shed_requests_are_counted_under_the_route(serve: Callable[..., LiveServer]) -> None:
     server = serve()
     assert httpx.post(f"{server.url}/predict", files=files(("a.png", GOOD))).status_code == 200
     batcher = server.state.batcher

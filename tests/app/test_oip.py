@@ -240,7 +240,7 @@ def test_abstention_outputs(tiny_checkpoint: Path, tmp_path: Path) -> None:
             raw.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode())
             answer = raw.recv(65536).decode()
         assert (
-            answer.startswith("HTTP/1.1 408") and '{"error": "the request body did not arrive within 0.5 s"}' in answer
+            answer.startswith("HTTP/1.1 408") and '{"error":"the request body did not arrive within 0.5 s"}' in answer
         )
         # Not ready (as while warming up or stopping): 503 from the readiness routes and from infer, alive still
         live.state.set_status("warming_up", "warming up")
