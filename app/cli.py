@@ -79,8 +79,9 @@ class Server(uvicorn.Server):
         self.state = state
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        logger.info("%s received: /health answers 503; finishing in-flight requests, then exiting",
-                    signal.Signals(sig).name)  # fmt: skip
+        logger.info(
+            "%s received: /health answers 503; finishing in-flight requests, then exiting", signal.Signals(sig).name
+        )
         self.state.set_status("stopping", "shutting down")
         super().handle_exit(sig, frame)
 

@@ -117,8 +117,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     state.batcher.start()
     state.set_status("warming_up", "warming up")
-    logger.info("%d model thread(s), %s torch thread(s) each (%s alone)", plan.workers, plan.threads or "default",
-                plan.lone_threads or "default")  # fmt: skip
+    logger.info(
+        "%d model thread(s), %s torch thread(s) each (%s alone)",
+        plan.workers,
+        plan.threads or "default",
+        plan.lone_threads or "default",
+    )
     warm_up = asyncio.create_task(_warm_up(state, model_pool, plan.workers, warmup_sizes(largest)))
     try:
         yield

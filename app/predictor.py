@@ -29,9 +29,14 @@ class Predictor:
     """The network, its preprocessing and its class names, on one device. Several threads may call it at once."""
 
     def __init__(
-        self, checkpoint: Checkpoint, device: torch.device, *, source: str = "", precision: str = "auto",
+        self,
+        checkpoint: Checkpoint,
+        device: torch.device,
+        *,
+        source: str = "",
+        precision: str = "auto",
         threshold: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``threshold``: replaces the checkpoint's abstention threshold (the ALEXNET_OOD_THRESHOLD setting)."""
         self.classifier = Classifier.from_checkpoint(checkpoint, device, precision)
         self.device = device
@@ -53,11 +58,15 @@ class Predictor:
         _warn_if_incomplete(self.info, source or "the checkpoint", device)
         # What GET /model.json tells: the checkpoint's own description of itself.
         self.metadata = {
-            "model": self.info.model_dump(mode="json"), "format_version": checkpoint.format_version,
-            "model_args": checkpoint.model_args, "preprocess": checkpoint.preprocess.to_dict(),
-            "calibration": checkpoint.calibration, "abstention": checkpoint.abstention,
-            "config": checkpoint.config, "metrics": checkpoint.metrics,
-        }  # fmt: skip
+            "model": self.info.model_dump(mode="json"),
+            "format_version": checkpoint.format_version,
+            "model_args": checkpoint.model_args,
+            "preprocess": checkpoint.preprocess.to_dict(),
+            "calibration": checkpoint.calibration,
+            "abstention": checkpoint.abstention,
+            "config": checkpoint.config,
+            "metrics": checkpoint.metrics,
+        }
         self.report: str | None = None  # report.html beside the checkpoint, when it is these weights' page
 
     @classmethod
@@ -69,8 +78,9 @@ class Predictor:
         A malformed or absent device raises ``models.DeviceError``.
         """
         checkpoint = load_checkpoint(path)
-        predictor = cls(checkpoint, resolve_device(device), source=Path(path).name, precision=precision,
-                        threshold=threshold)  # fmt: skip
+        predictor = cls(
+            checkpoint, resolve_device(device), source=Path(path).name, precision=precision, threshold=threshold
+        )
         predictor.report = load_report(path, checkpoint.weights_sha256)
         return predictor
 
@@ -99,25 +109,38 @@ def abstention_info(checkpoint: Checkpoint, threshold: float | None) -> Abstenti
     if not checkpoint.abstention:
         return None
     if threshold is not None:
-        return AbstentionInfo(score=checkpoint.abstention["score"], threshold=threshold,
-                              target="set by ALEXNET_OOD_THRESHOLD")  # fmt: skip
-    return AbstentionInfo(score=checkpoint.abstention["score"], threshold=checkpoint.abstention["threshold"],
-                          target=checkpoint.abstention.get("target", ""))  # fmt: skip
+        return AbstentionInfo(
+            score=checkpoint.abstention["score"], threshold=threshold, target="set by ALEXNET_OOD_THRESHOLD"
+        )
+    return AbstentionInfo(
+        score=checkpoint.abstention["score"],
+        threshold=checkpoint.abstention["threshold"],
+        target=checkpoint.abstention.get("target", ""),
+    )
 
 
 def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device) -> None:
     if not info.calibrated:
-        logger.warning("%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
-                       "alexnet-evaluate --calibrate fits a temperature", name)  # fmt: skip
+        logger.warning(
+            "%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
+            "alexnet-evaluate --calibrate fits a temperature",
+            name,
+        )
     if info.abstention is None:
         logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)", name)
     if info.stand_in:
-        logger.warning("%s is a CPU stand-in (--recipe cpu: a short run at 64 px), not the real model: expect "
-                       "low accuracy (its test accuracy is on /model); train the default recipe on a GPU for the "
-                       "real one", name)  # fmt: skip
+        logger.warning(
+            "%s is a CPU stand-in (--recipe cpu: a short run at 64 px), not the real model: expect "
+            "low accuracy (its test accuracy is on /model); train the default recipe on a GPU for the "
+            "real one",
+            name,
+        )
         if device.type == "cuda":
-            logger.warning("a GPU is here: `make serve` trains and serves the real model (%s, the stand-in, keeps "
-                           "a name of its own), or alexnet-train --output <another path>", name)  # fmt: skip
+            logger.warning(
+                "a GPU is here: `make serve` trains and serves the real model (%s, the stand-in, keeps "
+                "a name of its own), or alexnet-train --output <another path>",
+                name,
+            )
 
 
 def warmup_sizes(largest: int) -> list[int]:

@@ -133,7 +133,7 @@ class PredictResponse(BaseModel):
         """The answer's JSON, built without pydantic: /predict's hot path. ``model_json`` is ``model`` dumped
         once, at start-up. The same document as ``build(...).model_dump_json()`` (tests/app/test_schemas.py)."""
         predictions = _COMPACT_JSON.encode(prediction_dicts(filenames, rows, model, top_k, threshold))
-        return b'{"predictions":' + predictions.encode() + b',"model":' + model_json + b"}"  # fmt: skip
+        return b'{"predictions":' + predictions.encode() + b',"model":' + model_json + b"}"
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options makes one per call
@@ -156,18 +156,22 @@ def prediction_dicts(
     for name, probabilities, score in zip(filenames, rows_probabilities, scores, strict=True):
         # Most probable first; a tie keeps the lower index first (a stable sort on the negated values)
         best = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:top_k]
-        top = [{"label": classes[i], "index": i, "probability": round(probabilities[i], PROBABILITY_DECIMALS)}
-               for i in best]  # fmt: skip
+        top = [
+            {"label": classes[i], "index": i, "probability": round(probabilities[i], PROBABILITY_DECIMALS)}
+            for i in best
+        ]
         score = round(score, PROBABILITY_DECIMALS) if math.isfinite(score) else score
-        predictions.append({
-            "filename": name,
-            "label": top[0]["label"],
-            "probability": top[0]["probability"],
-            "confident": None if limit is None else score >= limit,
-            # JSON has no infinities: an infinite score is sent as null, as pydantic sends it
-            "ood_score": None if rule is None or not math.isfinite(score) else score,
-            "top_k": top,
-        })  # fmt: skip
+        predictions.append(
+            {
+                "filename": name,
+                "label": top[0]["label"],
+                "probability": top[0]["probability"],
+                "confident": None if limit is None else score >= limit,
+                # JSON has no infinities: an infinite score is sent as null, as pydantic sends it
+                "ood_score": None if rule is None or not math.isfinite(score) else score,
+                "top_k": top,
+            }
+        )
     return predictions
 
 

@@ -91,8 +91,11 @@ def reducer(how: str, reduced_decode: bool, size: int = 32) -> Callable[[bytes],
     return reduce
 
 
-CANDIDATES = {f"{how} / {'reduced' if reduced else 'full'} decode": (how, reduced)
-              for how in ("centre-crop", "letterbox", "squash") for reduced in (True, False)}  # fmt: skip
+CANDIDATES = {
+    f"{how} / {'reduced' if reduced else 'full'} decode": (how, reduced)
+    for how in ("centre-crop", "letterbox", "squash")
+    for reduced in (True, False)
+}
 
 
 def load_cifar(folder: Path, per_class: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -129,20 +132,42 @@ def measure(args: argparse.Namespace) -> dict:
             if rule is not None:
                 scores = rule.scores(logits, features, classifier.temperature)
                 flagged = float((scores[correct] < rule.threshold).double().mean())
-            rows.append({"candidate": name, "kind": kind, "accuracy": float(correct.double().mean()),
-                         "ece": expected_calibration_error(probabilities, truth), "correct_flagged": flagged,
-                         "decode_ms": decode_ms})  # fmt: skip
-            log.info("%-30s %-7s accuracy %.3f  ECE %.3f  flagged %s  %.2f ms/image", name, kind,
-                     rows[-1]["accuracy"], rows[-1]["ece"], flagged, decode_ms)  # fmt: skip
-    return {"checkpoint": str(args.checkpoint.name), "weights_sha256": checkpoint.weights_sha256,
-            "images": len(images), "machine": describe_machine("cpu"), "rows": rows}  # fmt: skip
+            rows.append(
+                {
+                    "candidate": name,
+                    "kind": kind,
+                    "accuracy": float(correct.double().mean()),
+                    "ece": expected_calibration_error(probabilities, truth),
+                    "correct_flagged": flagged,
+                    "decode_ms": decode_ms,
+                }
+            )
+            log.info(
+                "%-30s %-7s accuracy %.3f  ECE %.3f  flagged %s  %.2f ms/image",
+                name,
+                kind,
+                rows[-1]["accuracy"],
+                rows[-1]["ece"],
+                flagged,
+                decode_ms,
+            )
+    return {
+        "checkpoint": str(args.checkpoint.name),
+        "weights_sha256": checkpoint.weights_sha256,
+        "images": len(images),
+        "machine": describe_machine("cpu"),
+        "rows": rows,
+    }
 
 
 def markdown(results: dict) -> str:
-    lines = [f"{results['images']} CIFAR-10 test images per kind, checkpoint `{results['checkpoint']}` "
-             f"(sha256 {results['weights_sha256'][:12]}); {results['machine']['cpu']}.", "",
-             "| candidate | " + " | ".join(f"{k}: accuracy / ECE / correct flagged" for k in KINDS) + " | decode ms |",
-             "| --- |" + " ---: |" * (len(KINDS) + 1)]  # fmt: skip
+    lines = [
+        f"{results['images']} CIFAR-10 test images per kind, checkpoint `{results['checkpoint']}` "
+        f"(sha256 {results['weights_sha256'][:12]}); {results['machine']['cpu']}.",
+        "",
+        "| candidate | " + " | ".join(f"{k}: accuracy / ECE / correct flagged" for k in KINDS) + " | decode ms |",
+        "| --- |" + " ---: |" * (len(KINDS) + 1),
+    ]
     by = {(r["candidate"], r["kind"]): r for r in results["rows"]}
     for name in CANDIDATES:
         cells = []

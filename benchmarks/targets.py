@@ -61,9 +61,15 @@ def _latency(rows: list[dict], server: str, kind: str, concurrency: int, quantil
 
 def best_litserve(rows: list[dict], kind: str, images: int, concurrency: int) -> str:
     """The LitServe configuration with the most images/s in these rows (one round's): the peer to beat."""
-    rates = {r["server"]: r["images_per_s"] for r in rows if r.get("server", "").startswith("litserve")
-             and r.get("kind") == kind and r.get("images_per_request") == images
-             and r.get("concurrency") == concurrency and r.get("requests")}  # fmt: skip
+    rates = {
+        r["server"]: r["images_per_s"]
+        for r in rows
+        if r.get("server", "").startswith("litserve")
+        and r.get("kind") == kind
+        and r.get("images_per_request") == images
+        and r.get("concurrency") == concurrency
+        and r.get("requests")
+    }
     return max(rates, key=rates.__getitem__) if rates else "litserve"
 
 

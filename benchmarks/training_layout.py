@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{size} px, batch {args.batch_size}:")
         for name, row in by_size[str(size)].items():
             print(f"  {name:22s} median {row['median']:8.1f} images/s  rounds {row['images_per_s']}")
-    result = {"batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps, "by_input_size": by_size,
-              "machine": describe_machine(device.type)}  # fmt: skip
+    result = {
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "by_input_size": by_size,
+        "machine": describe_machine(device.type),
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     return result

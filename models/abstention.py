@@ -64,13 +64,17 @@ class FeatureGaussian:
             # A collapsed network (every ReLU dead) gives all-zero features: nothing to fit, and the shrunk
             # covariance would be the zero matrix, which has no inverse.
             what = "are not finite" if not torch.isfinite(covariance).all() else "do not vary within the classes"
-            raise DegenerateFeatures(f"the penultimate features of the {len(features)} training images {what} "
-                                     "(a collapsed network?): no Mahalanobis fit")  # fmt: skip
+            raise DegenerateFeatures(
+                f"the penultimate features of the {len(features)} training images {what} "
+                "(a collapsed network?): no Mahalanobis fit"
+            )
         shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * scale * torch.eye(size, dtype=torch.float64)
         precision, info = torch.linalg.inv_ex(shrunk)
         if info.item() != 0:
-            raise DegenerateFeatures(f"the covariance of the penultimate features of the {len(features)} training "
-                                     "images cannot be inverted: no Mahalanobis fit")  # fmt: skip
+            raise DegenerateFeatures(
+                f"the covariance of the penultimate features of the {len(features)} training "
+                "images cannot be inverted: no Mahalanobis fit"
+            )
         projected = means @ precision  # (C, D)
         return cls(precision.float(), projected.float(), (projected * means).sum(dim=1).float())
 
@@ -100,9 +104,12 @@ def normalise(features: torch.Tensor) -> torch.Tensor:
 
 
 def ood_scores(
-    name: str, logits: torch.Tensor, features: torch.Tensor | None, temperature: float,
+    name: str,
+    logits: torch.Tensor,
+    features: torch.Tensor | None,
+    temperature: float,
     gaussian: FeatureGaussian | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """One score per image (N,), higher for images more like the training data."""
     if name == "msp":
         return (logits / temperature).softmax(dim=1).max(dim=1).values

@@ -10,6 +10,7 @@ TPR, and at the threshold the share of each set flagged beside the share of corr
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,9 @@ import torch
 from models import Classifier
 from models.abstention import SCORES, DegenerateFeatures, FeatureGaussian, ood_scores
 from models.inference import to_probabilities
-from training.dataset import Split
-from training.html_report import hardest_images
 from training.ood_sets import ood_sets
+from training.report_page import hardest_images
+from training.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,14 @@ def _scored(classifier: Classifier, images: np.ndarray, batch_size: int | None) 
 
 
 def fit_abstention(
-    classifier: Classifier, temperature: float, splits: dict[str, Split], sets: dict[str, np.ndarray],
-    num_classes: int, batch_size: int | None = None,
+    classifier: Classifier,
+    temperature: float,
+    splits: dict[str, Split],
+    sets: dict[str, np.ndarray],
+    num_classes: int,
+    batch_size: int | None = None,
     test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
     """(the checkpoint's ``abstention`` metadata, its tensors, the full comparison for metrics.json).
 
     ``splits``: "train" (for the Mahalanobis fit), "val" (thresholds and the choice) and "test" (the report);
@@ -63,24 +68,36 @@ def fit_abstention(
     del train_logits
     gaussian = FeatureGaussian.fit(train_features, torch.from_numpy(train.labels), num_classes)
     del train_features
-    outputs = {"val": _scored(classifier, val.images, batch_size),
-               "test": test_outputs or _scored(classifier, test.images, batch_size)}  # fmt: skip
+    outputs = {
+        "val": _scored(classifier, val.images, batch_size),
+        "test": test_outputs or _scored(classifier, test.images, batch_size),
+    }
     outputs |= {name: _scored(classifier, images, batch_size) for name, images in sets.items()}
-    correct = {name: outputs[name][0].argmax(dim=1) == torch.from_numpy(split.labels)
-               for name, split in (("val", val), ("test", test))}  # fmt: skip
+    correct = {
+        name: outputs[name][0].argmax(dim=1) == torch.from_numpy(split.labels)
+        for name, split in (("val", val), ("test", test))
+    }
     report = {}
     for score in SCORES:
-        values = {name: ood_scores(score, logits, features, temperature, gaussian)
-                  for name, (logits, features) in outputs.items()}  # fmt: skip
+        values = {
+            name: ood_scores(score, logits, features, temperature, gaussian)
+            for name, (logits, features) in outputs.items()
+        }
         report[score] = _compare(values, correct, list(sets))
     chosen = max(SCORES, key=lambda score: report[score]["val_mean_auroc"])
     metadata = {
-        "score": chosen, "threshold": report[chosen]["threshold"], "target": TARGET,
+        "score": chosen,
+        "threshold": report[chosen]["threshold"],
+        "target": TARGET,
         "chosen_by": "the highest mean AUROC of the validation split against the out-of-distribution sets",
         "sets": list(sets),
-    }  # fmt: skip
-    log.info("abstention: %s kept (mean validation AUROC %s), threshold %.4g", chosen,
-             ", ".join(f"{s} {report[s]['val_mean_auroc']:.3f}" for s in SCORES), metadata["threshold"])  # fmt: skip
+    }
+    log.info(
+        "abstention: %s kept (mean validation AUROC %s), threshold %.4g",
+        chosen,
+        ", ".join(f"{s} {report[s]['val_mean_auroc']:.3f}" for s in SCORES),
+        metadata["threshold"],
+    )
     return metadata, gaussian.tensors() if chosen == "mahalanobis" else {}, {**metadata, "scores": report}
 
 
@@ -90,10 +107,14 @@ def _compare(values: dict[str, torch.Tensor], correct: dict[str, torch.Tensor], 
     flagged = lambda name: float((values[name] < threshold).double().mean())  # noqa: E731
     test = values["test"]
     rows = {
-        name: {"auroc": auroc(test, values[name]), "val_auroc": auroc(values["val"], values[name]),
-               "fpr95": fpr_at_95_tpr(test, values[name]), "flagged": flagged(name)}
+        name: {
+            "auroc": auroc(test, values[name]),
+            "val_auroc": auroc(values["val"], values[name]),
+            "fpr95": fpr_at_95_tpr(test, values[name]),
+            "flagged": flagged(name),
+        }
         for name in sets
-    }  # fmt: skip
+    }
     return {
         "threshold": threshold,
         "val_mean_auroc": float(np.mean([row["val_auroc"] for row in rows.values()])) if rows else 0.0,
@@ -104,17 +125,30 @@ def _compare(values: dict[str, torch.Tensor], correct: dict[str, torch.Tensor], 
     }
 
 
-def judge(
-    classifier: Classifier, temperature: float, splits: dict[str, Split], classes: tuple[str, ...],
-    with_ood: bool = True, batch_size: int | None = None,
-) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None, list[dict[str, Any]]]:  # fmt: skip
-    """What the end of a run and ``alexnet-evaluate`` add beyond accuracy and calibration: (the abstention rule,
-    its tensors, the comparison of the scores, the hardest test images with their verdicts).
+@dataclass(frozen=True)
+class Judgement:
+    """What the end of a run and ``alexnet-evaluate`` add beyond accuracy and calibration.
 
-    Without a validation split (or with ``with_ood`` off) there is no rule: ({}, {}, None, hardest); when the
-    training features cannot be fitted (a collapsed network) there is none either, and the comparison says why:
-    ({}, {}, {"refused": the sentence}, hardest).
+    Without a validation split (or with the OOD comparison off) there is no rule: ``rule`` and ``tensors`` are
+    empty and ``comparison`` is None; when the training features cannot be fitted (a collapsed network) there is
+    none either, and ``comparison`` says why: ``{"refused": the sentence}``.
     """
+
+    rule: dict[str, Any]  # the checkpoint's ``abstention`` metadata: score, threshold, target; {} for none
+    tensors: dict[str, torch.Tensor]  # its fitted tensors (mahalanobis), named for the checkpoint
+    comparison: dict[str, Any] | None  # every score measured, for metrics.json and the report
+    hardest: list[dict[str, Any]]  # the hardest test images with their verdicts, for the report
+
+
+def judge(
+    classifier: Classifier,
+    temperature: float,
+    splits: dict[str, Split],
+    classes: tuple[str, ...],
+    with_ood: bool = True,
+    batch_size: int | None = None,
+) -> Judgement:
+    """The abstention rule fitted and compared (``fit_abstention``) and the hardest test images."""
     test = splits["test"]
     test_logits, test_features = _scored(classifier, test.images, batch_size)
     rule: dict[str, Any] = {}
@@ -135,4 +169,5 @@ def judge(
         scores = ood_scores(rule["score"], test_logits, test_features, temperature, gaussian)
         confident = (scores >= rule["threshold"]).numpy()
     probabilities = to_probabilities([test_logits], temperature).numpy()
-    return rule, extras, comparison, hardest_images(test.images, test.labels, probabilities, classes, confident)
+    hardest = hardest_images(test.images, test.labels, probabilities, classes, confident)
+    return Judgement(rule, extras, comparison, hardest)

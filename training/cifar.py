@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.dataset import DataError, Split
+from training.splits import DataError, Split
 
 log = logging.getLogger(__name__)
 

@@ -76,24 +76,29 @@ def option(default: Any, help: str, check: Callable[[str], Any] | None = None, *
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data ---
-    data_dir: str = option("./data", f"CIFAR-10 python version or train/<class>/ + test/<class>/ image folders "
-                           f"(${DATA_DIR_ENV} when not given)")  # fmt: skip
+    data_dir: str = option(
+        "./data",
+        f"CIFAR-10 python version or train/<class>/ + test/<class>/ image folders (${DATA_DIR_ENV} when not given)",
+    )
     download: bool = option(True, "fetch the official CIFAR-10 archive when data_dir holds no data")
-    train_subset: int | None = option(None, "images: train on this many (stratified); all when not given",
-                                      positive_int, metavar="N")  # fmt: skip
+    train_subset: int | None = option(
+        None, "images: train on this many (stratified); all when not given", positive_int, metavar="N"
+    )
     val_size: int | None = option(
         None,
         "images held out from train for validation (0 = none; default: 10%% of "
         "the training images, at least 2 per class, at most 5,000)",
         non_negative_int,
     )
-    source_size: int = option(32, "pixels: every image is reduced to this square first (kept in the checkpoint)",
-                              positive_int, metavar="N")  # fmt: skip
+    source_size: int = option(
+        32, "pixels: every image is reduced to this square first (kept in the checkpoint)", positive_int, metavar="N"
+    )
     decode_workers: int = option(0, "processes decoding an image folder (0 = one per CPU core)", non_negative_int)
     cache: bool = option(True, "keep decoded image folders as .npz under data_dir/.alexnet-cache")
     # --- model and input ---
-    input_size: int = option(224, "pixels: network input, upsampled from source_size (tests use 64)",
-                             positive_int, metavar="N")  # fmt: skip
+    input_size: int = option(
+        224, "pixels: network input, upsampled from source_size (tests use 64)", positive_int, metavar="N"
+    )
     normalize: bool = option(True, "CIFAR-10 mean/std normalization (off: raw [0, 1] pixels)")
     dropout: float = option(0.5, "probability, in the classifier", fraction, metavar="X")
     init: Literal["he", "torch"] = option(
@@ -105,29 +110,34 @@ class TrainConfig:
     optimizer: Literal["sgd", "adam"] = option("sgd", "sgd (Nesterov momentum) or adam")
     lr: float = option(0.04, "peak learning rate (per step, after warm-up)", non_negative_float)
     momentum: float = option(0.9, "SGD momentum", fraction, metavar="X")
-    weight_decay: float = option(5e-4, "L2 penalty, coupled (SGD) / Adam's classic weight_decay",
-                                 non_negative_float)  # fmt: skip
+    weight_decay: float = option(5e-4, "L2 penalty, coupled (SGD) / Adam's classic weight_decay", non_negative_float)
     schedule: Literal["linear", "cosine", "constant"] = option(
         "linear", "linear: warm-up then linear to zero; cosine: warm-up then cosine; constant"
     )
-    warmup_fraction: float = option(0.1, "share of all steps spent warming up linearly from lr/100 to lr",
-                                    fraction, metavar="X")  # fmt: skip
+    warmup_fraction: float = option(
+        0.1, "share of all steps spent warming up linearly from lr/100 to lr", fraction, metavar="X"
+    )
     label_smoothing: float = option(0.1, "fraction of target mass spread over all classes", fraction, metavar="X")
-    ema_decay: float = option(0.995, "per step; exponential moving average of the weights (0 = off)",
-                              fraction, metavar="X")  # fmt: skip
+    ema_decay: float = option(
+        0.995, "per step; exponential moving average of the weights (0 = off)", fraction, metavar="X"
+    )
     # --- augmentation (on the device, on source-size uint8 batches) ---
     crop_padding: int = option(4, "pixels: random crop after zero padding (0 = off)", non_negative_int)
     flip: bool = option(True, "random horizontal flip")
     rotate_degrees: float = option(0.0, "degrees: max random rotation either way (0 = off)", non_negative_float)
-    color_jitter: float = option(0.0, "max relative change of brightness, contrast and saturation (0 = off)",
-                                 fraction, metavar="X")  # fmt: skip
+    color_jitter: float = option(
+        0.0, "max relative change of brightness, contrast and saturation (0 = off)", fraction, metavar="X"
+    )
     tta: bool = option(True, "evaluate on the image and its mirror, averaging probabilities")
     ood: bool = option(True, "at the end, measure the out-of-distribution scores and fit the abstention threshold")
     # --- run ---
-    recipe: str = option("default", "default: the fast, accurate recipe; seed: the guide's recipe "
-                         "(Adam 1e-3, batch 64, 5 epochs); cpu: a short CPU stand-in to have something to serve "
-                         "(64 px, 2 epochs, batch 128, lr 0.02: about 10 minutes of training on 2 cores)",
-                         choices=tuple(RECIPES))  # fmt: skip
+    recipe: str = option(
+        "default",
+        "default: the fast, accurate recipe; seed: the guide's recipe "
+        "(Adam 1e-3, batch 64, 5 epochs); cpu: a short CPU stand-in to have something to serve "
+        "(64 px, 2 epochs, batch 128, lr 0.02: about 10 minutes of training on 2 cores)",
+        choices=tuple(RECIPES),
+    )
     device: str = option("auto", DEVICE_NAMES + " (under torchrun: cuda:<local rank>)", device_name)
     compile: bool = option(False, "torch.compile the model (CUDA; minutes of compile time, faster steps)")
     seed: int = option(0, "seeds torch, numpy, python and the data split; a CPU run is repeatable", non_negative_int)
@@ -149,6 +159,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> TrainConfig | None:
+        """The config a checkpoint records (``to_dict``, saved by the trainer), typed again; None when the
+        checkpoint was not written by the trainer (it records no seed or validation size: a random checkpoint's
+        note, say). Fields added since it was saved take their defaults; fields since removed are dropped."""
+        if "seed" not in values or "val_size" not in values:
+            return None
+        names = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in names})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import numpy as np
 
 from training import cifar, folder
 from training.config import DATA_DIR_ENV, TrainConfig
-from training.dataset import DataError, Dataset, Split, hold_out
+from training.splits import DataError, Dataset, Split, hold_out
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ def read_sources(
     if not download:
         where = "does not exist" if not root.exists() else "holds no data"
         which = f"the data folder is --data-dir if given, else ${DATA_DIR_ENV}, else ./data"
-        raise DataError(f"the data folder {root} {where}: expected {LAYOUTS}; or pass --download to fetch CIFAR-10 "
-                        f"({which})")  # fmt: skip
+        raise DataError(
+            f"the data folder {root} {where}: expected {LAYOUTS}; or pass --download to fetch CIFAR-10 ({which})"
+        )
     return _read_cifar(cifar.download_cifar10(root), source_size)
 
 
@@ -72,8 +73,13 @@ def load_dataset(config: TrainConfig) -> Dataset:
     )
     train, val = hold_out(train, config.val_size, config.train_subset, config.seed)
     chosen = " (--val-size not given: 10% of the training images, at least 2 per class, at most 5,000)"
-    log.info("training on %d images, validating on %d%s, testing on %d", len(train), len(val),
-             chosen if config.val_size is None else "", len(test))  # fmt: skip
+    log.info(
+        "training on %d images, validating on %d%s, testing on %d",
+        len(train),
+        len(val),
+        chosen if config.val_size is None else "",
+        len(test),
+    )
     _warn_missing_classes(train, classes)
     return Dataset(train=train, val=val, test=test, classes=classes, source=source)
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from models import (
     DEFAULT_CHECKPOINT,
-    Checkpoint,
     CheckpointError,
     Classifier,
     DeviceError,
@@ -35,13 +34,13 @@ from models.checkpoint import REPORT_FILE
 from models.files import WriteError
 from models.inference import DEVICE_NAMES, PRECISIONS
 from training.abstention import judge
-from training.config import DATA_DIR_ENV, default_data_dir
+from training.config import DATA_DIR_ENV, TrainConfig, default_data_dir
 from training.data import read_sources
-from training.dataset import DataError, Split, hold_out
 from training.distributed import World
-from training.evaluation import fit_calibration, test_metrics
 from training.logs import configure_logging
 from training.report import write_report
+from training.split_metrics import fit_calibration, test_metrics
+from training.splits import DataError, Split, hold_out
 
 EVALUATION_DIR = "evaluation"  # beside the checkpoint: a plain evaluation's report, apart from the training run's
 
@@ -49,9 +48,16 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, data_dir: str, device_name: str = "auto", batch_size: int = 256, tta: bool | None = None,
-    output_dir: Path | None = None, download: bool = False, precision: str = "auto", calibrate: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+    checkpoint: Path,
+    data_dir: str,
+    device_name: str = "auto",
+    batch_size: int = 256,
+    tta: bool | None = None,
+    output_dir: Path | None = None,
+    download: bool = False,
+    precision: str = "auto",
+    calibrate: bool = False,
+) -> dict[str, Any]:
     """Recompute a checkpoint's test metrics, calibration and out-of-distribution comparison; write the report.
 
     The temperature and the abstention rule reported are the checkpoint's; ``calibrate`` fits both again on the
@@ -59,7 +65,8 @@ def evaluate_checkpoint(
     """
     ckpt = load_checkpoint(checkpoint)
     # val_size None: the automatic split, recomputed from the same data; 0 or absent: no validation split
-    holds_split = "val_size" in ckpt.config and ckpt.config["val_size"] != 0 and "seed" in ckpt.config
+    trained = TrainConfig.from_saved(ckpt.config)
+    holds_split = trained is not None and trained.val_size != 0
     if calibrate and not holds_split:
         raise DataError("the checkpoint records no validation split (val_size and seed): cannot calibrate it")
     train, test, classes, source = read_sources(data_dir, ckpt.preprocess.source_size, download, with_train=holds_split)
@@ -67,29 +74,51 @@ def evaluate_checkpoint(
         raise DataError(f"{data_dir}: classes {list(classes)} are not the checkpoint's {list(ckpt.classes)}")
     device = resolve_device(device_name)
     classifier = Classifier.from_checkpoint(ckpt, device, precision)
-    splits = {"train": train, "val": validation_split(ckpt, train) if holds_split else train, "test": test}
+    splits = {
+        "train": train,
+        "val": validation_split(trained, train) if trained and holds_split else train,
+        "test": test,
+    }
     calibration = fit_calibration(classifier, splits["val"], batch_size) if calibrate else ckpt.calibration
     if not calibration.get("temperature"):
         log.warning("%s is not calibrated (temperature 1): alexnet-evaluate --calibrate fits one", checkpoint)
-    tta = ckpt.config.get("tta", False) if tta is None else tta
+    tta = (trained.tta if trained else False) if tta is None else tta
     tested = test_metrics(classifier, test, classes, World(device), calibration, tta, batch_size)
-    rule, extras, compared, hardest = judge(classifier, calibration.get("temperature", 1.0), splits, classes,
-                                            with_ood=holds_split, batch_size=batch_size)  # fmt: skip
+    judged = judge(classifier, calibration.get("temperature", 1.0), splits, classes, holds_split, batch_size)
+    rule, extras, compared = judged.rule, judged.tensors, judged.comparison
     if not calibrate and compared:  # report the checkpoint's own rule beside the fresh comparison
         rule, extras = ckpt.abstention, ckpt.extras
         compared = {**compared, **{k: v for k, v in rule.items() if k in ("score", "threshold", "target")}}
-    metrics = {**ckpt.metrics, **tested, "test_source": source, "config": ckpt.config,
-               "weights_sha256": ckpt.weights_sha256}  # fmt: skip
+    metrics = {
+        **ckpt.metrics,
+        **tested,
+        "test_source": source,
+        "config": ckpt.config,
+        "weights_sha256": ckpt.weights_sha256,
+    }
     if compared:
         metrics["abstention"] = compared
     if calibrate:
         kept = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
-        save_checkpoint(checkpoint, ckpt.build_model(), model_args=ckpt.model_args, classes=ckpt.classes,
-                        preprocess=ckpt.preprocess, config=ckpt.config, metrics=metrics, calibration=kept,
-                        abstention=rule, extras=extras)  # fmt: skip
-        log.info("wrote temperature %.3f and the %s abstention rule into %s (weights unchanged)",
-                 kept["temperature"], rule.get("score", "no"), checkpoint)  # fmt: skip
-    written = write_report(output_dir or default_output_dir(checkpoint, calibrate), metrics, classes, hardest)
+        save_checkpoint(
+            checkpoint,
+            ckpt.build_model(),
+            model_args=ckpt.model_args,
+            classes=ckpt.classes,
+            preprocess=ckpt.preprocess,
+            config=ckpt.config,
+            metrics=metrics,
+            calibration=kept,
+            abstention=rule,
+            extras=extras,
+        )
+        log.info(
+            "wrote temperature %.3f and the %s abstention rule into %s (weights unchanged)",
+            kept["temperature"],
+            rule.get("score", "no"),
+            checkpoint,
+        )
+    written = write_report(output_dir or default_output_dir(checkpoint, calibrate), metrics, classes, judged.hardest)
     log.info(
         "test accuracy %.2f%% on %d images; wrote %s",
         100 * metrics["test_accuracy"],
@@ -111,11 +140,9 @@ def default_output_dir(checkpoint: Path, calibrate: bool) -> Path:
     return checkpoint.parent / EVALUATION_DIR
 
 
-def validation_split(ckpt: Checkpoint, train: Split) -> Split:
+def validation_split(trained: TrainConfig, train: Split) -> Split:
     """The validation split the checkpoint's training run held out, from its recorded sizes and seed."""
-    config = ckpt.config
-    val_size = None if config["val_size"] is None else int(config["val_size"])
-    _, val = hold_out(train, val_size, config.get("train_subset"), int(config["seed"]))
+    _, val = hold_out(train, trained.val_size, trained.train_subset, trained.seed)
     return val
 
 
@@ -142,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action=argparse.BooleanOptionalAction, default=False, help="fetch CIFAR-10 if absent"
     )
     parser.add_argument(
-        "--calibrate", action="store_true",
+        "--calibrate",
+        action="store_true",
         help="fit the temperature on the checkpoint's validation split and write it into the checkpoint",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -154,8 +182,17 @@ def cli(argv: Sequence[str] | None = None) -> None:
         build_parser().error(f"--batch-size must be a positive integer, got {args.batch_size}")
     configure_logging()
     try:
-        evaluate_checkpoint(args.checkpoint, args.data_dir or default_data_dir(), args.device, args.batch_size,
-                            args.tta, args.output_dir, args.download, args.precision, args.calibrate)  # fmt: skip
+        evaluate_checkpoint(
+            args.checkpoint,
+            args.data_dir or default_data_dir(),
+            args.device,
+            args.batch_size,
+            args.tta,
+            args.output_dir,
+            args.download,
+            args.precision,
+            args.calibrate,
+        )
     except (CheckpointError, DataError, DeviceError, WriteError) as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -20,7 +20,7 @@ import numpy as np
 
 from models import ImageError, load_image
 from models.files import WriteError, atomic_write
-from training.dataset import DataError, Split
+from training.splits import DataError, Split
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,7 @@ def calibration_from_sums(sums: torch.Tensor) -> tuple[float, list[dict[str, Any
     bins, total = len(sums), max(1.0, float(sums[:, 0].sum()))
     rows, ece = [], 0.0
     for b, (images, confidence, correct) in enumerate(sums.tolist()):
-        row = {"low": b / bins, "high": (b + 1) / bins, "images": round(images), "confidence": None,
-               "accuracy": None}  # fmt: skip
+        row = {"low": b / bins, "high": (b + 1) / bins, "images": round(images), "confidence": None, "accuracy": None}
         if images:
             row.update(confidence=confidence / images, accuracy=correct / images)
             ece += images / total * abs(row["confidence"] - row["accuracy"])

@@ -27,9 +27,28 @@ PER_SET = 200  # images per generated set
 CROPS = 9  # random crops per packaged sample photo, besides the whole photo
 TEXT = "the of and to in is for on that by this with you it not or be are from at as your all have new more"
 # scikit-image's bundled samples that are photos or scans of things that are not CIFAR classes.
-SAMPLE_PHOTOS = ("astronaut", "brick", "camera", "cell", "clock", "coffee", "coins", "grass", "gravel",
-                 "hubble_deep_field", "immunohistochemistry", "microaneurysms", "moon", "page", "retina", "rocket",
-                 "text", "colorwheel", "logo", "shepp_logan_phantom")  # fmt: skip
+SAMPLE_PHOTOS = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+    "colorwheel",
+    "logo",
+    "shepp_logan_phantom",
+)
 
 
 def _reduce(pixels: np.ndarray, size: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from models.files import atomic_write
-from training.html_report import REPORT_FILE, write_html_report
+from training.report_page import REPORT_FILE, write_html_report
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -88,8 +88,10 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     temperature = calibration.get("temperature", 1.0)
-    panels = (("bins_before", "ece_before", "before (temperature 1)"),
-              ("bins_after", "ece_after", f"after (temperature {temperature:.2f})"))  # fmt: skip
+    panels = (
+        ("bins_before", "ece_before", "before (temperature 1)"),
+        ("bins_after", "ece_after", f"after (temperature {temperature:.2f})"),
+    )
     for ax, (bins_key, ece_key, title) in zip(axes, panels, strict=True):
         bins = [b for b in calibration[bins_key] if b["images"]]
         centres = [(b["low"] + b["high"]) / 2 for b in bins]
@@ -97,11 +99,22 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
         ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.95, color="tab:blue", label="accuracy")
         gap_low = [min(b["accuracy"], b["confidence"]) for b in bins]  # the gap runs from one to the other
         gap = [abs(b["confidence"] - b["accuracy"]) for b in bins]
-        ax.bar(centres, gap, bottom=gap_low, width=width * 0.95, color="tab:red", alpha=0.45,
-               label="gap to the mean confidence")  # fmt: skip
+        ax.bar(
+            centres,
+            gap,
+            bottom=gap_low,
+            width=width * 0.95,
+            color="tab:red",
+            alpha=0.45,
+            label="gap to the mean confidence",
+        )
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-class probability)",
-               title=f"{title}: ECE {100 * calibration['test_' + ece_key]:.2f}%")  # fmt: skip
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (top-class probability)",
+            title=f"{title}: ECE {100 * calibration['test_' + ece_key]:.2f}%",
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
     axes[0].set_ylabel("accuracy")
@@ -125,8 +138,12 @@ def write_report(
     if metrics.get("calibration", {}).get("bins_after"):
         written.append(out_dir / RELIABILITY_FILE)
         plot_reliability(metrics["calibration"], written[-1])
-    titles = {CURVES_FILE: "Training curves", CONFUSION_FILE: "Confusion matrix", PER_CLASS_FILE: "Accuracy per class",
-              RELIABILITY_FILE: "Reliability before and after calibration"}  # fmt: skip
+    titles = {
+        CURVES_FILE: "Training curves",
+        CONFUSION_FILE: "Confusion matrix",
+        PER_CLASS_FILE: "Accuracy per class",
+        RELIABILITY_FILE: "Reliability before and after calibration",
+    }
     pictures = {titles[path.name]: path for path in written if path.name in titles}
     written.append(write_html_report(out_dir / REPORT_FILE, metrics, classes, pictures, hardest))
     return written

@@ -38,19 +38,19 @@ from models.files import WriteError
 from models.inference import autocast
 from models.transforms import UNNORMALIZED
 from training import distributed
-from training.abstention import judge
+from training.abstention import Judgement, judge
 from training.augment import AugmentSpec, augment
 from training.config import TrainConfig, parse_args
 from training.data import load_dataset
-from training.dataset import DataError, Dataset
 from training.distributed import World
 from training.ema import EMA
-from training.evaluation import SplitMetrics, fit_calibration, score_split, test_metrics
 from training.init import init_weights
 from training.logs import configure_logging
 from training.report import write_report
-from training.saving import StateSaver, Stopped, stop_on_signals
-from training.state import StateError, load_state, set_rng_state, state_path
+from training.split_metrics import SplitMetrics, fit_calibration, score_split, test_metrics
+from training.splits import DataError, Dataset
+from training.state_file import StateError, load_state, set_rng_state, state_path
+from training.state_saver import StateSaver, Stopped, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,12 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
     total_steps = config.epochs * run.steps_per_epoch
     warmup_steps = round(config.warmup_fraction * total_steps)
-    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-               disable=not (config.progress and world.is_main and sys.stderr.isatty()))  # fmt: skip
+    bar = tqdm(
+        total=run.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=not (config.progress and world.is_main and sys.stderr.isatty()),
+    )
     started = time.perf_counter()
     for step in range(run.steps_per_epoch):
         index = order[step * per_rank : (step + 1) * per_rank]
@@ -167,15 +171,21 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     loss_sum, correct, count = totals.tolist()
-    return {"train_loss": loss_sum / count, "train_accuracy": correct / count, "lr": lr,
-            "images_per_second": count / seconds, "seconds": seconds}  # fmt: skip
+    return {
+        "train_loss": loss_sum / count,
+        "train_accuracy": correct / count,
+        "lr": lr,
+        "images_per_second": count / seconds,
+        "seconds": seconds,
+    }
 
 
 def validate(run: Run, val: tuple[torch.Tensor, torch.Tensor], num_classes: int) -> SplitMetrics:
     """The evaluated weights (EMA when used) on the validation split, over all ranks; flip TTA per the config."""
     classifier = Classifier(run.eval_model, run.preprocess, run.world.device)  # the pass the service runs
-    (metrics,) = score_split(classifier, *val, num_classes, run.world, tta=run.config.tta,
-                             batch_size=run.config.batch_size)  # fmt: skip
+    (metrics,) = score_split(
+        classifier, *val, num_classes, run.world, tta=run.config.tta, batch_size=run.config.batch_size
+    )
     return metrics
 
 
@@ -192,9 +202,12 @@ def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
     model = model.to(memory_format=training_layout(world.device))
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
             weight_decay=config.weight_decay,
-        )  # fmt: skip
+        )
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     net: nn.Module = DistributedDataParallel(model) if world.distributed else model
@@ -208,12 +221,18 @@ def build_run(config: TrainConfig, world: World, dataset: Dataset) -> Run:
     if batch_size % world.size:
         raise DataError(f"--batch-size {batch_size} does not split evenly over {world.size} ranks")
     return Run(
-        config=config, world=world, model=model, net=net, preprocess=preprocess.to(world.device),
-        optimizer=optimizer, ema=EMA(model, config.ema_decay) if config.ema_decay else None,
+        config=config,
+        world=world,
+        model=model,
+        net=net,
+        preprocess=preprocess.to(world.device),
+        optimizer=optimizer,
+        ema=EMA(model, config.ema_decay) if config.ema_decay else None,
         augment=AugmentSpec.from_config(config),
         loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        batch_size=batch_size, steps_per_epoch=len(dataset.train) // batch_size,
-    )  # fmt: skip
+        batch_size=batch_size,
+        steps_per_epoch=len(dataset.train) // batch_size,
+    )
 
 
 def restore(run: Run, path: Path) -> tuple[int, list[dict[str, Any]], float]:
@@ -248,19 +267,29 @@ def restore_or_restart(run: Run, path: Path) -> tuple[int, list[dict[str, Any]],
 def training_state(run: Run, epoch: int, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
     """What the state file holds after ``epoch`` (live tensors: the saver copies them before training goes on)."""
     return {
-        "config": run.config.to_dict(), "world_size": run.world.size, "epoch": epoch,
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "ema": run.ema.state_dict() if run.ema else None, "history": list(history), "train_seconds": train_seconds,
-    }  # fmt: skip
+        "config": run.config.to_dict(),
+        "world_size": run.world.size,
+        "epoch": epoch,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "ema": run.ema.state_dict() if run.ema else None,
+        "history": list(history),
+        "train_seconds": train_seconds,
+    }
 
 
 def log_epoch(entry: dict[str, Any], epochs: int) -> None:
     val = f"  val {100 * entry['val_accuracy']:.2f}%" if entry.get("val_accuracy") is not None else ""
     log.info(
         "epoch %d/%d  loss %.4f  acc %.2f%%%s  %.0f img/s  %.1f s",
-        entry["epoch"], epochs, entry["train_loss"], 100 * entry["train_accuracy"], val,
-        entry["images_per_second"], entry["seconds"],
-    )  # fmt: skip
+        entry["epoch"],
+        epochs,
+        entry["train_loss"],
+        100 * entry["train_accuracy"],
+        val,
+        entry["images_per_second"],
+        entry["seconds"],
+    )
 
 
 def fit(
@@ -268,7 +297,7 @@ def fit(
 ) -> tuple[list[dict[str, Any]], float, float]:
     """The epoch loop, from the last saved epoch when resuming; returns history, training and state-write seconds.
 
-    The state file is written on ``training/saving.py``'s schedule; a SIGTERM or SIGINT stops the run after
+    The state file is written on ``training/state_saver.py``'s schedule; a SIGTERM or SIGINT stops the run after
     the epoch in progress, with that epoch's state written (``Stopped``).
     """
     config, world = run.config, run.world
@@ -324,18 +353,31 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         dataset = load_data(config, world)
         run = build_run(config, world, dataset)
         if world.is_main:
-            log.info("%s on %s x%d: %d steps/epoch of %d images, recipe %s", dataset.source, world.device,
-                     world.size, run.steps_per_epoch, run.batch_size, config.recipe)  # fmt: skip
+            log.info(
+                "%s on %s x%d: %d steps/epoch of %d images, recipe %s",
+                dataset.source,
+                world.device,
+                world.size,
+                run.steps_per_epoch,
+                run.batch_size,
+                config.recipe,
+            )
             if config.recipe in STAND_IN_RECIPES:
-                log.warning("recipe %s: a CPU stand-in, to have something to serve, not the real model (low test "
-                            "accuracy: docs/training.md); the default recipe on a GPU is the real one",
-                            config.recipe)  # fmt: skip
+                log.warning(
+                    "recipe %s: a CPU stand-in, to have something to serve, not the real model (low test "
+                    "accuracy: docs/training.md); the default recipe on a GPU is the real one",
+                    config.recipe,
+                )
             if world.distributed:
                 log.info("DDP over %d ranks (%s backend)", world.size, torch.distributed.get_backend())
             if world.device.type == "cpu" and config.epochs * len(dataset.train) > 200_000:
-                log.warning("training on the CPU: AlexNet at %d px trains at tens of images/s here; %d images x "
-                            "%d epochs will take hours (see --train-subset, --epochs)", config.input_size,
-                            len(dataset.train), config.epochs)  # fmt: skip
+                log.warning(
+                    "training on the CPU: AlexNet at %d px trains at tens of images/s here; %d images x "
+                    "%d epochs will take hours (see --train-subset, --epochs)",
+                    config.input_size,
+                    len(dataset.train),
+                    config.epochs,
+                )
         history, train_seconds, state_seconds = fit(run, dataset, on_epoch_end)
         classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
         calibration = fit_calibration(classifier, dataset.val, config.batch_size)
@@ -345,49 +387,76 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         metrics = {
             **tested,
             "val_accuracy": history[-1].get("val_accuracy") if history else None,
-            "train_seconds": train_seconds, "state_write_seconds": state_seconds,
+            "train_seconds": train_seconds,
+            "state_write_seconds": state_seconds,
             "wall_seconds": time.perf_counter() - started,
             "images_per_second": sum(h["images_per_second"] * h["seconds"] for h in history) / max(train_seconds, 1e-9),
-            "train_images": len(dataset.train), "val_images": len(dataset.val), "data": dataset.source,
-            "device": str(world.device), "world_size": world.size, "batch_size": run.batch_size,
-            "weights": "ema" if run.ema else "final", "history": history,
-        }  # fmt: skip
+            "train_images": len(dataset.train),
+            "val_images": len(dataset.val),
+            "data": dataset.source,
+            "device": str(world.device),
+            "world_size": world.size,
+            "batch_size": run.batch_size,
+            "weights": "ema" if run.ema else "final",
+            "history": history,
+        }
         if world.is_main:  # the OOD comparison and the report's pictures: rank 0 alone, on the whole splits
             splits = {"train": dataset.train, "val": dataset.val, "test": dataset.test}
-            judged = judge(classifier, calibration.get("temperature", 1.0), splits, dataset.classes, config.ood,
-                           config.batch_size)  # fmt: skip
+            judged = judge(
+                classifier, calibration.get("temperature", 1.0), splits, dataset.classes, config.ood, config.batch_size
+            )
             finish(run, dataset, metrics, judged)
-            log.info("%.1f s from start to checkpoint: training %.1f s, state writes %.1f s (in the training "
-                     "thread), the rest data, evaluation, calibration and the report", time.perf_counter() - started,
-                     train_seconds, state_seconds)  # fmt: skip
+            log.info(
+                "%.1f s from start to checkpoint: training %.1f s, state writes %.1f s (in the training "
+                "thread), the rest data, evaluation, calibration and the report",
+                time.perf_counter() - started,
+                train_seconds,
+                state_seconds,
+            )
         distributed.barrier(world)
         return metrics
     finally:
         distributed.stop(world)
 
 
-def finish(run: Run, dataset: Dataset, metrics: dict[str, Any], judged: tuple) -> None:
+def finish(run: Run, dataset: Dataset, metrics: dict[str, Any], judged: Judgement) -> None:
     """Write the checkpoint (EMA weights when used, unwrapped module, with its calibration and abstention rule)
     and the report beside it."""
     output = Path(run.config.output)
     calibration = {k: v for k, v in metrics["calibration"].items() if not k.startswith("bins_")}
-    rule, extras, compared, hardest = judged
-    if compared:
-        metrics["abstention"] = compared
+    if judged.comparison:
+        metrics["abstention"] = judged.comparison
     sha = save_checkpoint(
-        output, run.eval_model, model_args={"num_classes": len(dataset.classes), "dropout": run.config.dropout},
-        classes=dataset.classes, preprocess=run.preprocess.spec, config=run.config.to_dict(), metrics=metrics,
-        calibration=calibration, abstention=rule, extras=extras,
-    )  # fmt: skip
+        output,
+        run.eval_model,
+        model_args={"num_classes": len(dataset.classes), "dropout": run.config.dropout},
+        classes=dataset.classes,
+        preprocess=run.preprocess.spec,
+        config=run.config.to_dict(),
+        metrics=metrics,
+        calibration=calibration,
+        abstention=judged.rule,
+        extras=judged.tensors,
+    )
     report = {**metrics, "config": run.config.to_dict(), "weights_sha256": sha}
-    write_report(output.parent, report, dataset.classes, hardest)
-    log.info("test accuracy %.2f%% (%d images; %.2f%% without flip TTA, as served); checkpoint %s (sha256 %s…)",
-             100 * metrics["test_accuracy"], metrics["test_images"], 100 * metrics["test_accuracy_single_view"],
-             output, sha[:12])  # fmt: skip
+    write_report(output.parent, report, dataset.classes, judged.hardest)
+    log.info(
+        "test accuracy %.2f%% (%d images; %.2f%% without flip TTA, as served); checkpoint %s (sha256 %s…)",
+        100 * metrics["test_accuracy"],
+        metrics["test_images"],
+        100 * metrics["test_accuracy_single_view"],
+        output,
+        sha[:12],
+    )
     if "temperature" in calibration:
-        log.info("calibration: temperature %.3f; test ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f (15 bins, single view)",
-                 calibration["temperature"], 100 * calibration["test_ece_before"], 100 * calibration["test_ece_after"],
-                 calibration["test_nll_before"], calibration["test_nll_after"])  # fmt: skip
+        log.info(
+            "calibration: temperature %.3f; test ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f (15 bins, single view)",
+            calibration["temperature"],
+            100 * calibration["test_ece_before"],
+            100 * calibration["test_ece_after"],
+            calibration["test_nll_before"],
+            calibration["test_nll_after"],
+        )
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

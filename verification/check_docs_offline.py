@@ -151,8 +151,9 @@ def _use_docs(tools: DevTools, url: str, shots: Path, report: Report) -> None:
         tools.call(f"{domain}.enable")
     tools.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
     tools.call("Page.navigate", url=f"{url}/docs")
-    report.operations = tools.wait_for("document.querySelectorAll('.opblock').length >= 5 && "
-                                       "document.querySelectorAll('.opblock').length")  # fmt: skip
+    report.operations = tools.wait_for(
+        "document.querySelectorAll('.opblock').length >= 5 && document.querySelectorAll('.opblock').length"
+    )
     time.sleep(0.5)  # fonts and layout settle
     report.screenshots.append(tools.screenshot(shots / "docs-offline.png"))
 
@@ -165,8 +166,9 @@ def _use_docs(tools: DevTools, url: str, shots: Path, report: Report) -> None:
     tools.call("DOM.setFileInputFiles", nodeId=node, files=[str(image)])
     tools.evaluate(f"{_in_predict('.execute')}.click()")
     answer = ".live-responses-table tbody"
-    status = tools.wait_for(f"(() => {{ const c = {_in_predict(answer + ' .response-col_status')}; "
-                            "return c && c.textContent.trim(); })()")  # fmt: skip
+    status = tools.wait_for(
+        f"(() => {{ const c = {_in_predict(answer + ' .response-col_status')}; return c && c.textContent.trim(); }})()"
+    )
     report.predict_status = int(str(status).split()[0])
     report.predict_body = tools.evaluate(f"{_in_predict(answer + ' .response-col_description pre')}.textContent")
     # The picked file, Execute and the answer in one picture.

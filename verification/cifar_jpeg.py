@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from training.cifar import FOLDER, read_cifar10
-from training.dataset import Split
+from training.splits import Split
 
 QUALITY = 90
 SUBSAMPLING = 0  # 4:4:4, full-resolution colour: at 32x32 pixels, 2x2 colour blocks are a large loss

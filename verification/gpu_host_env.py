@@ -64,8 +64,10 @@ def build(dest: Path) -> list[str]:
     subprocess.run([sys._base_executable, "-m", "venv", str(dest)], check=True)  # type: ignore[attr-defined]
     purelib = subprocess.run(
         [str(dest / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "gpu-host.pth").write_text(f"{site.resolve()}\n")
     return linked
 

@@ -20,8 +20,16 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-STEPS = ("install", "unpack-data", "train-default", "serving", "serving-model-free", "guide-and-seed", "cuda-tests",
-         "serving-peers")  # fmt: skip
+STEPS = (
+    "install",
+    "unpack-data",
+    "train-default",
+    "serving",
+    "serving-model-free",
+    "guide-and-seed",
+    "cuda-tests",
+    "serving-peers",
+)
 OUT_FILES = ("SUMMARY.md", "gpu_check.log", "metrics.json", "train.log", "report.html", "results.tar.gz")
 MAX_OUT_FILES = 8  # what the device tool brings back from $OUT
 # What each step leaves in the archive when it passed (the rehearsal checks them).
@@ -101,8 +109,9 @@ def serving(work: Path, folder: str, name: str) -> list[str]:
     lines = [] if "command" in results else ["(partial: the rows measured before the step ended)"]
     best = (results.get("limit") or {}).get("best")
     if best:
-        lines.append(f"in-process limit: {best['images_per_s']:.1f} images/s ({best['layout']}, batch "
-                     f"{best['batch_size']})")  # fmt: skip
+        lines.append(
+            f"in-process limit: {best['images_per_s']:.1f} images/s ({best['layout']}, batch {best['batch_size']})"
+        )
     return lines + _serving_rows(results)
 
 
@@ -114,8 +123,10 @@ def guide_and_seed(work: Path) -> list[str]:
     if results.get("guide"):
         lines.append(f"the guide's loop: {results['guide']['images_per_second']:.1f} images/s")
     for run in results.get("trainer", []):
-        lines.append(f"{run['name']}: test accuracy {_pct(run['test_accuracy'])}, {run['images_per_second']:.0f} "
-                     f"images/s, training {run['train_seconds']:.1f} s, {run['epochs']} epochs")  # fmt: skip
+        lines.append(
+            f"{run['name']}: test accuracy {_pct(run['test_accuracy'])}, {run['images_per_second']:.0f} "
+            f"images/s, training {run['train_seconds']:.1f} s, {run['epochs']} epochs"
+        )
     lines += [f"{failed['name']}: failed, {failed['error'].splitlines()[0]}" for failed in results.get("failed", [])]
     if "speedup_same_batch" in results:
         lines.append(f"trainer (seed recipe) against the guide's loop: {results['speedup_same_batch']:.1f}x images/s")
@@ -171,8 +182,15 @@ def summary(work: Path, device: str, budget_s: int) -> str:
             except (KeyError, TypeError, ValueError) as exc:  # a file of an unexpected shape: say so, go on
                 details = [f"could not read its results ({type(exc).__name__}: {exc})"]
             lines += ["", f"## {step['name']}", ""] + [f"- {line}" for line in details]
-    lines += ["", "Everything else (logs, JSON, the test report): results.tar.gz. What this machine was:", "", "```",
-              environment.strip(), "```", ""]  # fmt: skip
+    lines += [
+        "",
+        "Everything else (logs, JSON, the test report): results.tar.gz. What this machine was:",
+        "",
+        "```",
+        environment.strip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -55,8 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Written by a child process, so building the throwaway model does not count in this one.
         path = Path(tmp) / "random.safetensors"
-        subprocess.run([sys.executable, "-m", "verification.measure_replica_memory", "--write-checkpoint", str(path)],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "verification.measure_replica_memory", "--write-checkpoint", str(path)], check=True
+        )
         checkpoint = load_checkpoint(path)
     spec = checkpoint.preprocess
     classifier = Classifier.from_checkpoint(checkpoint, torch.device("cpu"))  # as a replica holds it

@@ -158,10 +158,27 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = args.checkpoint or save_random_checkpoint(Path(scratch) / "random.safetensors", with_rule=True)
-        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu",
-               "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline)}  # fmt: skip
-        spec = ServerSpec("service", (sys.executable, "-m", "app", "--host", "{host}", "--port", "{port}",
-                                      "--no-access-log", "--log-level", "warning"), env)  # fmt: skip
+        env = {
+            "ALEXNET_CHECKPOINT": str(checkpoint),
+            "ALEXNET_DEVICE": "cpu",
+            "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline),
+        }
+        spec = ServerSpec(
+            "service",
+            (
+                sys.executable,
+                "-m",
+                "app",
+                "--host",
+                "{host}",
+                "--port",
+                "{port}",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ),
+            env,
+        )
         with start_server(spec, Path(scratch) / "server.log") as server:
             result = run_levels(args, server.port, server.process.pid)
     result["machine"] = describe_machine("cpu")
@@ -187,9 +204,13 @@ def run_levels(args: argparse.Namespace, port: int, pid: int) -> dict:
     recovered = recovery_s(RUN(closed_loop(port, requests, 3)), quiet_per_s)
     if args.soak_s > 0:
         phases.append(RUN(open_loop(Phase("soak 5x", 5 * capacity, args.soak_s), port, pid, requests, timeout)))
-    return {"deadline_s": args.deadline, "capacity_images_per_s": capacity, "recovery_s": recovered,
-            "quiet_rate_new_connections_per_s": quiet_per_s,
-            "phases": [asdict(p) for p in phases]}  # fmt: skip
+    return {
+        "deadline_s": args.deadline,
+        "capacity_images_per_s": capacity,
+        "recovery_s": recovered,
+        "quiet_rate_new_connections_per_s": quiet_per_s,
+        "phases": [asdict(p) for p in phases],
+    }
 
 
 if __name__ == "__main__":

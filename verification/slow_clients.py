@@ -109,14 +109,28 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors")
         timeouts = {"ALEXNET_HEADER_TIMEOUT_S": str(args.timeout), "ALEXNET_BODY_TIMEOUT_S": str(args.timeout)}
         env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", **timeouts}
-        spec = ServerSpec("service", (sys.executable, "-m", "app", "--host", "{host}", "--port", "{port}",
-                                      "--no-access-log", "--log-level", "warning"), env)  # fmt: skip
+        spec = ServerSpec(
+            "service",
+            (
+                sys.executable,
+                "-m",
+                "app",
+                "--host",
+                "{host}",
+                "--port",
+                "{port}",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ),
+            env,
+        )
         body, content_type = multipart_body(make_uploads("cifar", 1))
         with start_server(spec, Path(scratch) / "server.log") as server:
             head = f"POST /predict HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: {content_type}\r\n"
             request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             result = asyncio.run(run(server.port, server.process.pid, args.connections, request))
-    result |= {"timeout_s": args.timeout, "machine": describe_machine("cpu")}  # fmt: skip
+    result |= {"timeout_s": args.timeout, "machine": describe_machine("cpu")}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -23,10 +23,13 @@ NO_REPORT = f"no {REPORT_FILE} for these weights beside the checkpoint: alexnet-
     response_class=HTMLResponse,
     responses={
         200: {"description": "one self-contained page", "content": {"text/html": {"example": "<!doctype html>..."}}},
-        404: {"model": ErrorResponse, "description": "no report page for the loaded weights",
-              "content": {"application/json": {"example": {"detail": NO_REPORT}}}},
+        404: {
+            "model": ErrorResponse,
+            "description": "no report page for the loaded weights",
+            "content": {"application/json": {"example": {"detail": NO_REPORT}}},
+        },
     },
-)  # fmt: skip
+)
 async def get_model_report(predictor: PredictorDep) -> HTMLResponse:
     """Accuracy, calibration, out-of-distribution scores, the hardest test images and how the model was trained."""
     if predictor.report is None:

@@ -57,18 +57,40 @@ def service_defaults(device: str = "cpu") -> ServiceDefaults:
 
 
 def _litserve(
-    name: str, python: str, checkpoint: Path, device: str, batch: int, max_wait_ms: float, model_free: bool,
-    flags: tuple[str, ...], what: str,
-) -> ServerSpec:  # fmt: skip
+    name: str,
+    python: str,
+    checkpoint: Path,
+    device: str,
+    batch: int,
+    max_wait_ms: float,
+    model_free: bool,
+    flags: tuple[str, ...],
+    what: str,
+) -> ServerSpec:
     command = (
-        python, "-m", "benchmarks.servers.litserve_server", "--checkpoint", str(checkpoint), "--device", device,
-        "--port", "{port}", "--max-batch-size", str(batch), "--batch-timeout-ms", str(max_wait_ms), *flags,
+        python,
+        "-m",
+        "benchmarks.servers.litserve_server",
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        device,
+        "--port",
+        "{port}",
+        "--max-batch-size",
+        str(batch),
+        "--batch-timeout-ms",
+        str(max_wait_ms),
+        *flags,
         *(("--model-free",) if model_free else ()),
-    )  # fmt: skip
+    )
     decode = "" if "pil" in flags else "models.load_image + "
     suffix = MODEL_FREE if model_free else ""
-    return ServerSpec(name, command, description=f"LitServe, {decode}Preprocess, batch {batch}, "
-                      f"wait {max_wait_ms:g} ms, {what}{suffix}")  # fmt: skip
+    return ServerSpec(
+        name,
+        command,
+        description=f"LitServe, {decode}Preprocess, batch {batch}, wait {max_wait_ms:g} ms, {what}{suffix}",
+    )
 
 
 def litserve_installed() -> bool:

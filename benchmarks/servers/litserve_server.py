@@ -34,9 +34,13 @@ class AlexNetAPI(ls.LitAPI):
     """Uploads in the multipart field ``file`` (one or many) -> {"predictions": [...]}, in order."""
 
     def __init__(
-        self, checkpoint_path: str, max_batch_size: int, batch_timeout: float, model_free: bool = False,
+        self,
+        checkpoint_path: str,
+        max_batch_size: int,
+        batch_timeout: float,
+        model_free: bool = False,
         decode: str = "project",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.checkpoint_path = checkpoint_path
         self.model_free = model_free

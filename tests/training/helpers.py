@@ -14,8 +14,8 @@ from PIL import Image
 
 from tests.helpers import TEST_INPUT_SIZE
 from training.config import TrainConfig
-from training.dataset import Dataset, Split
 from training.distributed import World
+from training.splits import Dataset, Split
 from training.train import build_run, lr_factor, train_step
 
 CLASSES = ("red", "green", "blue", "grey")

@@ -17,8 +17,8 @@ from tests.training.helpers import tiny_config
 from training import train as train_module
 from training.abstention import TARGET_FLAGGED, _compare, auroc, fpr_at_95_tpr
 from training.config import TrainConfig
-from training.html_report import render
 from training.ood_sets import GENERATED, generated_sets, ood_sets
+from training.report_page import render
 from training.train import main
 
 

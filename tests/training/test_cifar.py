@@ -17,7 +17,7 @@ import pytest
 from tests.training.helpers import CLASSES, learnable_split, write_cifar_folder
 from training import cifar
 from training.data import read_sources
-from training.dataset import DataError
+from training.splits import DataError
 
 
 def test_reads_generated_batches_exactly(tmp_path: Path) -> None:

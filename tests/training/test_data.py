@@ -16,7 +16,7 @@ from tests.training.helpers import CLASSES, learnable_split, write_image_folder
 from training import folder
 from training import train as train_module
 from training.data import read_sources
-from training.dataset import DataError, Split, auto_val_size, hold_out, stratified_indices
+from training.splits import DataError, Split, auto_val_size, hold_out, stratified_indices
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import torch
 from models import load_checkpoint
 from tests.helpers import TEST_INPUT_SIZE
 from training.report import METRICS_FILE
-from training.state import state_path
+from training.state_file import state_path
 
 
 def torchrun(learnable_folder: Path, output: Path, *flags: str) -> list[str]:

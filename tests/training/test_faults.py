@@ -29,9 +29,9 @@ from models import files, load_checkpoint
 from models.files import temp_files
 from tests.helpers import FullDisk
 from tests.training.helpers import command_line, tiny_config
-from training import saving, train
+from training import state_saver, train
 from training.config import TrainConfig
-from training.state import state_path
+from training.state_file import state_path
 
 TIMEOUT = 120  # seconds for any one phase to arrive on a slow machine; it takes a few
 
@@ -171,8 +171,8 @@ def test_full_disk_keeps_the_previous_file_and_says_so_in_one_line(
     path = state_path(config.output) if victim == "state" else Path(config.output)
     path.write_bytes(b"the previous file")
     # The disk fills up just as that file is written; everything before it was written normally. (The state
-    # is written by the saver's background thread, through training.saving's write_state.)
-    module, name = (saving, "write_state") if victim == "state" else (train, "save_checkpoint")
+    # is written by the saver's background thread, through training.state_saver's write_state.)
+    module, name = (state_saver, "write_state") if victim == "state" else (train, "save_checkpoint")
     save = getattr(module, name)
 
     def full_disk_save(*args: Any, **kwargs: Any) -> Any:

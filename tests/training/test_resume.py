@@ -15,7 +15,7 @@ import torch
 
 from models import load_checkpoint
 from tests.training.helpers import command_line, tiny_config
-from training.state import StateError, state_path
+from training.state_file import StateError, state_path
 from training.train import main
 
 

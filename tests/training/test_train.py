@@ -18,7 +18,7 @@ from training import evaluate as evaluate_module
 from training.config import TrainConfig
 from training.evaluate import default_output_dir
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
-from training.state import StateError, load_state, state_path
+from training.state_file import StateError, load_state, state_path
 from training.train import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

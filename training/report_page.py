@@ -77,19 +77,37 @@ def _ood(abstention: dict[str, Any]) -> str:
     scores = abstention["scores"]
     names = list(scores)
     summary = [
-        (name, f"{s['val_mean_auroc']:.3f}", f"{s['test_mean_auroc']:.3f}", f"{s['threshold']:.4g}",
-         _pct(s["test_correct_flagged"]), _pct(s["test_wrong_flagged"]))
+        (
+            name,
+            f"{s['val_mean_auroc']:.3f}",
+            f"{s['test_mean_auroc']:.3f}",
+            f"{s['threshold']:.4g}",
+            _pct(s["test_correct_flagged"]),
+            _pct(s["test_wrong_flagged"]),
+        )
         for name, s in scores.items()
-    ]  # fmt: skip
+    ]
     kept = names.index(abstention["score"])
     sets = list(scores[abstention["score"]]["sets"])
     per_set = [
-        (set_name, *(f"{scores[n]['sets'][set_name]['auroc']:.3f} / {_pct(scores[n]['sets'][set_name]['fpr95'])} / "
-                     f"{_pct(scores[n]['sets'][set_name]['flagged'])}" for n in names))
+        (
+            set_name,
+            *(
+                f"{scores[n]['sets'][set_name]['auroc']:.3f} / {_pct(scores[n]['sets'][set_name]['fpr95'])} / "
+                f"{_pct(scores[n]['sets'][set_name]['flagged'])}"
+                for n in names
+            ),
+        )
         for set_name in sets
-    ]  # fmt: skip
-    header = ("score", "mean AUROC, validation", "mean AUROC, test", "threshold", "correct test answers flagged",
-              "wrong test answers flagged")  # fmt: skip
+    ]
+    header = (
+        "score",
+        "mean AUROC, validation",
+        "mean AUROC, test",
+        "threshold",
+        "correct test answers flagged",
+        "wrong test answers flagged",
+    )
     return (
         f"<p>Kept: <b>{html.escape(abstention['score'])}</b>, threshold {abstention['threshold']:.4g} "
         f"({html.escape(abstention['target'])}); chosen by {html.escape(abstention['chosen_by'])}.</p>"
@@ -110,28 +128,37 @@ def _hardest(hardest: Sequence[dict[str, Any]]) -> str:
     return "<div class=thumbs>" + "".join(cells) + "</div>"
 
 
-def render(metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, Path],
-           hardest: Sequence[dict[str, Any]] = ()) -> str:  # fmt: skip
+def render(
+    metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, Path], hardest: Sequence[dict[str, Any]] = ()
+) -> str:
     """The page as a string. ``pictures``: title -> PNG file to embed; ``hardest``: thumbnails to show."""
     config, calibration = metrics.get("config", {}), metrics.get("calibration", {})
     sha = metrics.get("weights_sha256", "")
-    cards = [("test accuracy" + (" (flip TTA)" if metrics.get("tta") else ""), _pct(metrics["test_accuracy"])),
-             ("single view, as served", _pct(metrics.get("test_accuracy_single_view"))),
-             ("temperature", f"{calibration['temperature']:.3f}" if "temperature" in calibration else "1 (none)"),
-             ("ECE before / after", f"{_pct(calibration.get('test_ece_before'))} / "
-                                    f"{_pct(calibration.get('test_ece_after'))}")]  # fmt: skip
+    cards = [
+        ("test accuracy" + (" (flip TTA)" if metrics.get("tta") else ""), _pct(metrics["test_accuracy"])),
+        ("single view, as served", _pct(metrics.get("test_accuracy_single_view"))),
+        ("temperature", f"{calibration['temperature']:.3f}" if "temperature" in calibration else "1 (none)"),
+        (
+            "ECE before / after",
+            f"{_pct(calibration.get('test_ece_before'))} / {_pct(calibration.get('test_ece_after'))}",
+        ),
+    ]
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name='{REPORT_SHA_META}' content='{sha}'>",
         f"<title>AlexNet model report</title><style>{STYLE}</style></head><body>",
         f"<h1>AlexNet on {len(classes)} classes</h1><p class=sub>weights sha256 <code>{sha}</code></p>",
     ]
     if config.get("recipe") in STAND_IN_RECIPES:
-        parts.append(f"<p class=notice>A CPU stand-in (<code>--recipe {html.escape(config['recipe'])}</code>): a "
-                     "short run to have something to serve, not the real model. The default recipe on a GPU aims at "
-                     "90%.</p>")  # fmt: skip
+        parts.append(
+            f"<p class=notice>A CPU stand-in (<code>--recipe {html.escape(config['recipe'])}</code>): a "
+            "short run to have something to serve, not the real model. The default recipe on a GPU aims at "
+            "90%.</p>"
+        )
     elif str(metrics.get("device", "")).startswith("cpu"):
-        parts.append("<p class=notice>Trained on a CPU: check the recipe and the numbers below before relying on "
-                     "it; the default recipe on a GPU aims at 90%.</p>")  # fmt: skip
+        parts.append(
+            "<p class=notice>Trained on a CPU: check the recipe and the numbers below before relying on "
+            "it; the default recipe on a GPU aims at 90%.</p>"
+        )
     parts.append("<div class=cards>" + "".join(f"<div class=card>{t}<b>{v}</b></div>" for t, v in cards) + "</div>")
     parts += ["<h2>Per class</h2>", _precision_recall(metrics, classes)]
     for title, path in pictures.items():
@@ -140,8 +167,10 @@ def render(metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, 
     if metrics.get("abstention"):
         parts += ["<h2>None of these: out-of-distribution scores</h2>", _ood(metrics["abstention"])]
     if hardest:
-        parts += ["<h2>The hardest test images</h2><p>Lowest calibrated probability on the true class.</p>",
-                  _hardest(hardest)]  # fmt: skip
+        parts += [
+            "<h2>The hardest test images</h2><p>Lowest calibrated probability on the true class.</p>",
+            _hardest(hardest),
+        ]
     parts += ["<h2>Where and how long</h2>", _table(("", "value"), _run_rows(metrics))]
     parts += ["<h2>Training config</h2>", _table(("field", "value"), sorted(config.items()))]
     parts.append("</body></html>")
@@ -161,22 +190,37 @@ def _run_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def write_html_report(path: Path, metrics: dict[str, Any], classes: Sequence[str], pictures: dict[str, Path],
-                      hardest: Sequence[dict[str, Any]] = ()) -> Path:  # fmt: skip
+def write_html_report(
+    path: Path,
+    metrics: dict[str, Any],
+    classes: Sequence[str],
+    pictures: dict[str, Path],
+    hardest: Sequence[dict[str, Any]] = (),
+) -> Path:
     text = render(metrics, classes, pictures, hardest)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 
-def hardest_images(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
-                   confident: np.ndarray | None = None, count: int = 16) -> list[dict[str, Any]]:  # fmt: skip
+def hardest_images(
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    confident: np.ndarray | None = None,
+    count: int = 16,
+) -> list[dict[str, Any]]:
     """The ``count`` test images with the lowest probability on their true class, for the report."""
     true_probability = probabilities[np.arange(len(labels)), labels]
     order = np.argsort(true_probability, kind="stable")[:count]
     predicted = probabilities.argmax(axis=1)
     return [
-        {"image": images[i], "true": classes[labels[i]], "predicted": classes[predicted[i]],
-         "probability": float(probabilities[i, predicted[i]]),
-         "confident": None if confident is None else bool(confident[i])}
+        {
+            "image": images[i],
+            "true": classes[labels[i]],
+            "predicted": classes[predicted[i]],
+            "probability": float(probabilities[i, predicted[i]]),
+            "confident": None if confident is None else bool(confident[i]),
+        }
         for i in order
-    ]  # fmt: skip
+    ]

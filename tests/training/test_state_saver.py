@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.training.helpers import tiny_config
-from training import saving, train
-from training.saving import StateSaver, Stopped
-from training.state import load_state, snapshot, state_path
+from training import state_saver, train
+from training.state_file import load_state, snapshot, state_path
+from training.state_saver import StateSaver, Stopped
 
 
 def test_a_snapshot_is_the_state_at_save_time_though_training_goes_on(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_a_failed_background_write_is_raised_in_the_training_thread(tmp_path: Pa
     def no_space(path: Path, full: dict) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(saving, "write_state", no_space)
+    monkeypatch.setattr(state_saver, "write_state", no_space)
     saver = StateSaver(tmp_path / "run.state.pt", every_s=0)
     saver.save({"epoch": 1})
     with pytest.raises(OSError, match="No space left"):

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from training.state import snapshot, write_state
+from training.state_file import snapshot, write_state
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -20,7 +20,6 @@ from models import Classifier
 from models.inference import to_probabilities
 from training import distributed
 from training.calibration import fit_temperature, mean_nll
-from training.dataset import Split
 from training.distributed import World
 from training.metrics import (
     CALIBRATION_BINS,
@@ -30,6 +29,7 @@ from training.metrics import (
     nll_sum,
     summarize,
 )
+from training.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,22 @@ def fit_calibration(classifier: Classifier, val: Split, batch_size: int | None =
     labels = torch.from_numpy(val.labels)
     temperature = fit_temperature(logits, labels)
     return {
-        "temperature": temperature, "fitted_on": f"validation split ({len(val)} images held out from train)",
-        "val_nll_before": mean_nll(logits, labels), "val_nll_after": mean_nll(logits, labels, temperature),
-    }  # fmt: skip
+        "temperature": temperature,
+        "fitted_on": f"validation split ({len(val)} images held out from train)",
+        "val_nll_before": mean_nll(logits, labels),
+        "val_nll_after": mean_nll(logits, labels, temperature),
+    }
 
 
 def test_metrics(
-    classifier: Classifier, test: Split, classes: Sequence[str], world: World, calibration: dict[str, Any],
-    tta: bool, batch_size: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    classifier: Classifier,
+    test: Split,
+    classes: Sequence[str],
+    world: World,
+    calibration: dict[str, Any],
+    tta: bool,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
     """Test accuracy (flip TTA when asked) at the fitted temperature, and the served single view's NLL, ECE
     and calibration bins before and after temperature scaling: what metrics.json and the report show."""
     images, labels = torch.from_numpy(test.images), torch.from_numpy(test.labels)
@@ -109,8 +116,19 @@ def test_metrics(
     )
     raw, served = score((1.0, temperature), False)
     shown = score((temperature,), True)[0] if tta else served
-    calibration = {**calibration, "test_nll_before": raw.loss, "test_nll_after": served.loss,
-                   "test_ece_before": raw.ece, "test_ece_after": served.ece,
-                   "bins_before": raw.bins, "bins_after": served.bins}  # fmt: skip
-    return {**summarize(shown.confusion, classes), "test_loss": shown.loss,
-            "test_accuracy_single_view": served.accuracy, "tta": tta, "calibration": calibration}  # fmt: skip
+    calibration = {
+        **calibration,
+        "test_nll_before": raw.loss,
+        "test_nll_after": served.loss,
+        "test_ece_before": raw.ece,
+        "test_ece_after": served.ece,
+        "bins_before": raw.bins,
+        "bins_after": served.bins,
+    }
+    return {
+        **summarize(shown.confusion, classes),
+        "test_loss": shown.loss,
+        "test_accuracy_single_view": served.accuracy,
+        "tta": tta,
+        "calibration": calibration,
+    }

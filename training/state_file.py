@@ -1,4 +1,4 @@
-"""The resumable training state, saved atomically beside the output checkpoint (when: training/saving.py).
+"""The resumable training state, saved atomically beside the output checkpoint (when: training/state_saver.py).
 
 ``<output stem>.state.pt`` holds the model, EMA, optimizer, epoch, history and RNG states. It is our own
 file, yet it is read with ``torch.load(weights_only=True)``: tensors and plain containers only, no
