@@ -27,7 +27,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from app.admission import SAFETY, Capacity
 from app.errors import DeadlineExceeded, InternalError, NotReady, Overloaded, QueueFull
 from app.metrics import Metrics
+from app.model_threads import ModelThreads
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Batcher:
     def __init__(
         self,
         forward: Forward,
-        executor: Executor,
+        executor: ModelThreads,
         *,
         max_batch_size: int,
         max_wait_s: float,
@@ -316,12 +316,11 @@ class Batcher:
         return False
 
     async def _run(self, batch: list[Piece]) -> None:
-        loop = asyncio.get_running_loop()
         size = sum(piece.stop - piece.start for piece in batch)
         start = time.perf_counter()
         try:
             images = [p.images for p in batch]
-            outputs = await loop.run_in_executor(self.executor, self._forward_batch, images)
+            outputs = await self.executor.run(self._forward_batch, images, others=len(self._passes) - 1)
             if len(outputs) != size:
                 raise ValueError(f"forward returned {len(outputs)} rows for {size} images")
         except Exception:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 from app.batcher import Batcher, Job
 from app.errors import DeadlineExceeded
+from app.model_threads import ModelThreads, ThreadPlan
 
 
 def pixel_sums(images: np.ndarray) -> np.ndarray:
@@ -28,13 +28,16 @@ def run_batcher(scenario: Callable[[Batcher], Awaitable[Any]], forward=pixel_sum
     settings = {"max_batch_size": 16, "max_wait_s": 0.01, "max_queue": 64, "workers": 2, **options}
 
     async def main() -> Any:
-        with ThreadPoolExecutor(settings["workers"]) as pool:
+        pool = ModelThreads(ThreadPlan(settings["workers"], 16, threads=0, lone_threads=0, lower_priority=False))
+        try:
             batcher = Batcher(forward, pool, **settings)
             batcher.start()
             try:
                 return await scenario(batcher)
             finally:
                 await batcher.stop()
+        finally:
+            pool.shutdown()
 
     return asyncio.run(main())
 

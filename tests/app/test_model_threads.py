@@ -38,34 +38,32 @@ def test_calls_one_at_a_time_stay_on_the_first_thread():
     assert len(threads) == 1  # taking turns, or the longest idle first, would use both
 
 
-def test_a_call_that_starts_alone_gets_every_core_one_beside_another_its_share():
-    """torch's real per-thread count, read inside the calls: 2 for a call that starts alone, 1 for one that
-    starts beside another (the same first call keeps its 2: a pass's count is set when it starts)."""
-    started, release = threading.Barrier(3), threading.Event()
+def test_a_pass_that_starts_alone_gets_every_core_one_beside_another_its_share():
+    """torch's real per-thread count, read inside the passes: 2 for a pass with no other under way, 1 for one beside
+    another (the first keeps its 2: a pass's count is set when it starts); alone again after. The batcher says
+    how many others there are (tests/app/test_batching.py runs it through the service)."""
+    started, release = threading.Event(), threading.Event()
     workers = ModelThreads(PLAN, "test-model")
 
-    def hold() -> tuple[int, int]:
-        started.wait(timeout=5)  # both calls must be running at once to pass this barrier
-        release.wait(timeout=5)
-        return threading.get_ident(), torch.get_num_threads()
+    def hold() -> int:
+        started.set()
+        assert release.wait(timeout=5)
+        return torch.get_num_threads()
+
+    async def passes() -> tuple[int, int, int]:
+        first = asyncio.create_task(workers.run(hold, others=0))
+        assert await asyncio.to_thread(started.wait, 5)
+        beside = await workers.run(torch.get_num_threads, others=1)  # the second thread, while the first holds
+        release.set()
+        return await first, beside, await workers.run(torch.get_num_threads, others=0)
 
     before = torch.get_num_threads()
     try:
-        first, second = workers.submit(hold), workers.submit(hold)
-        started.wait(timeout=5)
-        release.set()
-        (first_thread, first_count), (second_thread, second_count) = first.result(5), second.result(5)
-        assert first_thread != second_thread and (first_count, second_count) == (2, 1)
-        lone = asyncio.run(_lone_call(workers))
+        assert asyncio.run(passes()) == (2, 1, 2)
     finally:
+        release.set()
         workers.shutdown()
-    assert lone == (first_thread, 2)  # both free again: the first thread, with every core
     assert torch.get_num_threads() == before  # set in the model threads only, never in this one
-
-
-async def _lone_call(workers: ModelThreads) -> tuple[int, int]:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(workers, lambda: (threading.get_ident(), torch.get_num_threads()))
 
 
 def test_the_plan_by_device_and_settings(tiny_checkpoint):
