@@ -57,6 +57,15 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class MethodNotAllowed(ServiceError):
+    """405: a method the path does not answer; ``Allow`` lists those it does."""
+
+    status_code = 405
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__("Method Not Allowed", headers={"Allow": ", ".join(allowed)})
+
+
 class UnsupportedMedia(ServiceError):
     """415: a file that is not a supported image, or a body neither multipart/form-data nor one image (image/*)."""
 

@@ -77,15 +77,14 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"tryItOutEnabled": True, "defaultModelsExpandDepth": 0},
     )
     state = app.state.service = ServiceState(settings=settings, metrics=Metrics())
-    # /predict first: the router tries routes in order, and matching FastAPI's /openapi.json and /docs routes
-    # first cost the busiest route about 5% of its time (py-spy, docs/benchmarks.md)
-    app.router.routes.insert(0, predict.PredictRoute())
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(model.router)
     app.include_router(oip.router)  # Open Inference Protocol v2 (docs/oip.md)
     app.include_router(page.router)
-    # The innermost: after the key check, before routing, it refuses what cannot be answered in time (app/door.py)
+    # The innermost two: /predict answered below the router by its one endpoint; before it (after the key check),
+    # the door refuses what cannot be answered in time (app/door.py)
+    app.add_middleware(predict.PredictLane)
     app.add_middleware(ShedAtTheDoor, state=state)
     install_error_handlers(app)
     keyed = install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too

@@ -1,10 +1,11 @@
 """POST /predict: uploaded images in, one prediction per image out.
 
-One ASGI endpoint answers it (``PredictRoute``, first among the routes), below FastAPI's request handling:
-that handling (the request/response wrapper, dependencies, its exception layers) was over a quarter of the
-event loop's time per request without the model (py-spy, docs/benchmarks.md). The same endpoint answers
-before the model is ready (503), and its OpenAPI operations are written here, from the constants that shape
-its answers and errors (``path_item``, ``components``), since FastAPI documents its own routes only.
+One ASGI endpoint answers it (``predict_endpoint``, reached through ``PredictLane``, below FastAPI's router):
+FastAPI's request handling (its exception layers, the router, the request/response wrapper, dependencies) was
+over a quarter of the event loop's time per request without the model (py-spy, docs/benchmarks.md). The same
+endpoint answers before the model is ready (503), and its OpenAPI operations are written here, from the
+constants that shape its answers and errors (``path_item``, ``components``): FastAPI documents its own routes
+only.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import pipeline
 from app.asgi import send_json
 from app.deps import ServiceState, ready_predictor
-from app.errors import DeadlineExceeded, QueueFull, ServiceError, Unprocessable, send_error, validation_detail
+from app.errors import (
+    DeadlineExceeded,
+    MethodNotAllowed,
+    QueueFull,
+    ServiceError,
+    Unprocessable,
+    send_error,
+    validation_detail,
+)
+from app.metrics import ROUTE_LABEL
 from app.request_log import IMAGES
 from app.schemas import ErrorResponse, PredictResponse
 from app.uploads import FIELD, NO_FILES, RAW_MEDIA_TYPES, Upload, UploadLimits, decode_uploads, read_uploads
@@ -194,22 +203,28 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
             operation["parameters"] = [p for p in parameters if p["name"] != "threshold"]
 
 
-class PredictRoute(Route):
-    """/predict's route: the endpoint, and the route's own template in the scope for app/metrics.py, as FastAPI's
-    routes put theirs (405s for other methods included)."""
+class PredictLane:
+    """ASGI middleware, the innermost: /predict, every method, answered here by its one endpoint; anything else goes
+    on to FastAPI's router. Below the router and its exception layers, which were over a quarter of the event
+    loop's time per request without the model (py-spy, docs/benchmarks.md); the same endpoint before the model is
+    ready (503) and after. Each request is labelled with the route for app/metrics.py, as the router would."""
 
-    def __init__(self) -> None:
-        super().__init__(PREDICT_PATH, predict_endpoint, methods=list(PREDICT_METHODS), name="predict_images")
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match is not Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_LABEL] = PREDICT_PATH
+        if scope["method"] in PREDICT_METHODS:
+            await predict_endpoint(scope, receive, send)
+        else:
+            await send_error(send, MethodNotAllowed(PREDICT_METHODS))
 
 
 class _Endpoint:
-    """An ASGI app, so that Starlette's Route calls it with (scope, receive, send), not a Request."""
+    """/predict's one endpoint, an ASGI app: the answer's JSON, or the error's."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -1,5 +1,5 @@
-"""/predict's one endpoint answers every kind of request in JSON, and is counted under its route; what the door
-sheds is labelled with its route too, not "unmatched", in its protocol's error body."""
+"""/predict's one endpoint (below the router) answers every kind of request in JSON, and is counted under its route;
+what the door sheds is labelled with its route too, not "unmatched", in its protocol's error body."""
 
 from __future__ import annotations
 
