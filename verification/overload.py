@@ -28,7 +28,8 @@ from pathlib import Path
 from benchmarks.loadgen import LoadSpec, build_requests, event_loop_runner, read_full_response, run_load
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import make_uploads, multipart_body
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from benchmarks.servers.catalog import service_spec
+from benchmarks.servers.launch import LOOPBACK, start_server
 from benchmarks.stats import percentile
 from models.checkpoint import save_random_checkpoint
 
@@ -163,22 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ALEXNET_DEVICE": "cpu",
             "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline),
         }
-        spec = ServerSpec(
-            "service",
-            (
-                sys.executable,
-                "-m",
-                "app",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ),
-            env,
-        )
+        spec = service_spec(sys.executable, env)
         with start_server(spec, Path(scratch) / "server.log") as server:
             result = run_levels(args, server.port, server.process.pid)
     result["machine"] = describe_machine("cpu")

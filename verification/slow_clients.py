@@ -27,7 +27,8 @@ from pathlib import Path
 from benchmarks.loadgen import read_full_response
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import make_uploads, multipart_body
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from benchmarks.servers.catalog import service_spec
+from benchmarks.servers.launch import LOOPBACK, start_server
 from benchmarks.stats import percentile
 from models.checkpoint import save_random_checkpoint
 from verification.overload import rss_mib
@@ -109,22 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = save_random_checkpoint(Path(scratch) / "random.safetensors")
         timeouts = {"ALEXNET_HEADER_TIMEOUT_S": str(args.timeout), "ALEXNET_BODY_TIMEOUT_S": str(args.timeout)}
         env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", **timeouts}
-        spec = ServerSpec(
-            "service",
-            (
-                sys.executable,
-                "-m",
-                "app",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ),
-            env,
-        )
+        spec = service_spec(sys.executable, env)
         body, content_type = multipart_body(make_uploads("cifar", 1))
         with start_server(spec, Path(scratch) / "server.log") as server:
             head = f"POST /predict HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: {content_type}\r\n"

@@ -24,6 +24,12 @@ FALLBACK_MAX_BATCH_SIZE = 32  # images per forward pass, used only if the servic
 FALLBACK_MAX_WAIT_MS = 5.0
 FALLBACK_MAX_FILES = 16
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")  # no per-request log lines, for every server
+SERVED_AT = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
+
+
+def service_spec(python: str, env: dict[str, str], name: str = "service") -> ServerSpec:
+    """This service as ``alexnet-serve`` starts it (``python -m app``), quiet, with ``env``'s ALEXNET_* settings."""
+    return ServerSpec(name, (python, "-m", "app", *SERVED_AT), env)
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def server_specs(
     ``model_free``: every server's forward pass a constant; the floor (``FLOOR_NAME``) is among the specs then.
     """
     uvicorn = (python, "-m", "uvicorn")
-    where = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
+    where = SERVED_AT
     # alexnet-serve, as the container and `make serve` start the service; model-free, the same behind the seam
     entry_point = (python, "-m", "benchmarks.servers.model_free" if model_free else "app")
     service_env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": device}
