@@ -45,7 +45,7 @@ from training.data import load_dataset
 from training.distributed import World
 from training.ema import EMA
 from training.init import init_weights
-from training.logs import configure_logging
+from training.logs import PROGRESS_EVERY_S, configure_logging, timed_step
 from training.report import write_report
 from training.split_metrics import SplitMetrics, fit_calibration, score_split, test_metrics
 from training.splits import DataError, Dataset
@@ -152,7 +152,7 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
         leave=False,
         disable=not (config.progress and world.is_main and sys.stderr.isatty()),
     )
-    started = time.perf_counter()
+    started = last_line = time.perf_counter()
     for step in range(run.steps_per_epoch):
         index = order[step * per_rank : (step + 1) * per_rank]
         y = labels[index]  # (B,)
@@ -165,6 +165,9 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
         bar.update()
         if not bar.disable and step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}")
+        if world.is_main and time.perf_counter() - last_line >= PROGRESS_EVERY_S:
+            last_line = time.perf_counter()
+            _log_progress(run, epoch, step + 1, loss.item(), last_line - started)
     bar.close()
     distributed.all_sum(totals, world)
     if device.type == "cuda":
@@ -178,6 +181,23 @@ def train_one_epoch(run: Run, images: torch.Tensor, labels: torch.Tensor, epoch:
         "images_per_second": count / seconds,
         "seconds": seconds,
     }
+
+
+def _log_progress(run: Run, epoch: int, steps: int, loss: float, seconds: float) -> None:
+    """A progress line (the bar shows only on a terminal): where the run is, how fast, and when it should end."""
+    config = run.config
+    rate = steps * run.batch_size / seconds  # images/s this epoch, all ranks
+    steps_left = (config.epochs - epoch) * run.steps_per_epoch - steps
+    log.info(
+        "epoch %d/%d, step %d/%d: loss %.4f, %.0f img/s, training ends in about %.0f s",
+        epoch + 1,
+        config.epochs,
+        steps,
+        run.steps_per_epoch,
+        loss,
+        rate,
+        steps_left * run.batch_size / rate,
+    )
 
 
 def validate(run: Run, val: tuple[torch.Tensor, torch.Tensor], num_classes: int) -> SplitMetrics:
@@ -380,10 +400,12 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
                 )
         history, train_seconds, state_seconds = fit(run, dataset, on_epoch_end)
         classifier = Classifier(run.eval_model, run.preprocess, world.device)  # the pass the service runs
-        calibration = fit_calibration(classifier, dataset.val, config.batch_size)
-        tested = test_metrics(
-            classifier, dataset.test, dataset.classes, world, calibration, config.tta, config.batch_size
-        )
+        with timed_step(log, f"calibration on the {len(dataset.val):,} validation images"):
+            calibration = fit_calibration(classifier, dataset.val, config.batch_size)
+        with timed_step(log, f"test metrics on the {len(dataset.test):,} test images"):
+            tested = test_metrics(
+                classifier, dataset.test, dataset.classes, world, calibration, config.tta, config.batch_size
+            )
         metrics = {
             **tested,
             "val_accuracy": history[-1].get("val_accuracy") if history else None,
@@ -402,10 +424,11 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
         }
         if world.is_main:  # the OOD comparison and the report's pictures: rank 0 alone, on the whole splits
             splits = {"train": dataset.train, "val": dataset.val, "test": dataset.test}
-            judged = judge(
-                classifier, calibration.get("temperature", 1.0), splits, dataset.classes, config.ood, config.batch_size
-            )
-            finish(run, dataset, metrics, judged)
+            with timed_step(log, "the out-of-distribution comparison and the abstention rule"):
+                temperature = calibration.get("temperature", 1.0)
+                judged = judge(classifier, temperature, splits, dataset.classes, config.ood, config.batch_size)
+            with timed_step(log, "the checkpoint and the report"):
+                finish(run, dataset, metrics, judged)
             log.info(
                 "%.1f s from start to checkpoint: training %.1f s, state writes %.1f s (in the training "
                 "thread), the rest data, evaluation, calibration and the report",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 import pytest
 import torch
 
-from models import CIFAR10_MEAN, load_checkpoint, save_checkpoint
+from models import CIFAR10_MEAN, Classifier, load_checkpoint, save_checkpoint
 from tests.helpers import TEST_INPUT_SIZE
-from tests.training.helpers import CLASSES, first_steps_on_a_fixed_batch
+from tests.training.helpers import CLASSES, first_steps_on_a_fixed_batch, learnable_split, tiny_config
+from training import abstention
 from training import evaluate as evaluate_module
+from training import train as train_module
 from training.config import TrainConfig
 from training.evaluate import default_output_dir
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
@@ -150,3 +153,38 @@ def test_the_fixed_batch_steps_of_the_cuda_test_run_on_the_cpu() -> None:
     assert len(steps["losses"]) == 3 and all(0 < loss < 2 for loss in steps["losses"])
     assert steps["logits_dtypes"] == {torch.float32}  # bf16 autocast is CUDA's (training.train.training_dtype)
     assert steps["run"].model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_run_is_never_silent_whatever_stderr_is(
+    learnable_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No terminal here (the bar is off): a progress line at least every PROGRESS_EVERY_S (0 here: every step),
+    and each end-of-run step named when it starts and timed when it ends."""
+    monkeypatch.setattr(train_module, "PROGRESS_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="training")
+    config = tiny_config(learnable_folder, tmp_path / "quiet.safetensors", epochs=1)
+    train_module.main(config)
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1, step ")]
+    assert len(steps) >= 2 and re.search(r"loss [\d.]+, \d+ img/s, training ends in about \d+ s$", steps[0])
+    for step in ("calibration on the", "test metrics on the", "the out-of-distribution comparison", "the checkpoint"):
+        started = [r.getMessage() for r in caplog.records if r.getMessage().startswith(step)]
+        assert len(started) == 2 and started[0].endswith("...") and re.search(r": [\d.]+ s$", started[1]), step
+
+
+def test_the_mahalanobis_statistics_are_fitted_on_a_bounded_sample(
+    trained: tuple[TrainConfig, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, _ = trained
+    classifier = Classifier.from_checkpoint(load_checkpoint(config.output), torch.device("cpu"))
+    splits = {"train": learnable_split(10), "val": learnable_split(3, seed=1), "test": learnable_split(3, seed=2)}
+    fitted_on = []
+    real_fit = abstention.FeatureGaussian.fit
+
+    def counted_fit(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Any:
+        fitted_on.append(sorted(labels.tolist()))
+        return real_fit(features, labels, num_classes)
+
+    monkeypatch.setattr(abstention, "FIT_SAMPLE", 12)
+    monkeypatch.setattr(abstention.FeatureGaussian, "fit", counted_fit)
+    abstention.fit_abstention(classifier, 1.0, splits, {}, len(CLASSES))
+    assert fitted_on == [[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]]  # 12 of the 40, three of each class
