@@ -49,6 +49,7 @@ class Job:
     deadline: float  # event-loop time
     enqueued: float  # event-loop time
     future: asyncio.Future[np.ndarray]
+    forward: Forward  # the model it runs through: a pass holds pieces of one forward only
     taken: int = 0  # images handed to passes so far
     withdrawn: bool = False  # out of the queue unrun (expired, cancelled or timed out): nothing of it is queued
     output: np.ndarray | None = None  # (n, ...) rows, filled as the job's pieces return
@@ -172,8 +173,11 @@ class Batcher:
         """Around decoding a request whose body has arrived: its images will join the queue shortly."""
         return self._decoding
 
-    async def submit(self, images: np.ndarray, deadline: float) -> np.ndarray:
-        """Queue one request's images (n, ...); return its n rows of output, in order. Raises 429/503/504."""
+    async def submit(self, images: np.ndarray, deadline: float, forward: Forward | None = None) -> np.ndarray:
+        """Queue one request's images (n, ...); return its n rows of output, in order. Raises 429/503/504.
+
+        ``forward``: the model the request runs through (default: the batcher's own). Requests of different
+        forwards (a model loaded while others were queued) never share a pass."""
         if self._stopping:
             raise NotReady("the service is shutting down")
         if self._queued_images + len(images) > self.max_queue:
@@ -185,7 +189,7 @@ class Batcher:
         if now >= deadline:
             raise DeadlineExceeded(DeadlineExceeded.BEFORE_QUEUE)
         self._admit(self._queued_images, len(images), deadline - now)
-        job = Job(images, deadline, now, loop.create_future())
+        job = Job(images, deadline, now, loop.create_future(), forward or self.forward)
         self._queue.append(job)
         self._queued_images += job.size
         self._wake()
@@ -294,6 +298,8 @@ class Batcher:
                 self._queued_images -= job.size
                 job.withdrawn = True  # so that the request's own expiry does not remove it again
                 continue
+            if batch and job.forward != batch[0].job.forward:  # (bound methods: equal, never the same object)
+                break  # another model's request: the next pass
             if job.taken == 0:
                 self.metrics.queue_wait.observe(now - job.enqueued)
             count = min(room, job.queued)
@@ -320,7 +326,8 @@ class Batcher:
         start = time.perf_counter()
         try:
             images = [p.images for p in batch]
-            outputs = await self.executor.run(self._forward_batch, images, others=len(self._passes) - 1)
+            forward = batch[0].job.forward
+            outputs = await self.executor.run(self._forward_batch, forward, images, others=len(self._passes) - 1)
             if len(outputs) != size:
                 raise ValueError(f"forward returned {len(outputs)} rows for {size} images")
         except Exception:
@@ -357,10 +364,11 @@ class Batcher:
         if job.unanswered == 0 and not job.future.done():
             job.future.set_result(job.output)
 
-    def _forward_batch(self, images: list[np.ndarray]) -> np.ndarray:
+    @staticmethod
+    def _forward_batch(forward: Forward, images: list[np.ndarray]) -> np.ndarray:
         # In the model thread: the concatenation copies a few KB per image, off the event loop too.
         batch = images[0] if len(images) == 1 else np.concatenate(images)  # (N, ...)
-        return self.forward(batch)
+        return forward(batch)
 
 
 class _Counting:

@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALEXNET_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="the checkpoint to serve")
+    model_control: bool = Field(
+        False,
+        description="load another checkpoint while serving through OIP's model repository routes (/v2/repository); "
+        "off: they answer 403 (SIGHUP and the poll work either way)",
+    )
+    checkpoint_poll_s: float = Field(
+        0.0,
+        ge=0,
+        description="seconds between looks at the checkpoint file: a new file is loaded, serving on; 0: off",
+    )
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_NAMES)
     precision: Precision = Field("auto", description="auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU")
     batching: bool = Field(True, description="gather concurrent requests into one forward pass")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from time import perf_counter
@@ -32,11 +34,12 @@ from app.door import ShedAtTheDoor
 from app.errors import install_error_handlers
 from app.logs import configure_logging, configure_uvicorn_logging
 from app.metrics import Metrics, RequestMetrics
+from app.model_loader import ModelLoader
 from app.model_threads import ModelThreads, plan_threads
 from app.openapi import install_openapi
 from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
-from app.routes import health, metrics, model, oip, page, predict
+from app.routes import health, metrics, model, oip, page, predict, repository
 from models import CheckpointError, DeviceError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(model.router)
     app.include_router(oip.router)  # Open Inference Protocol v2 (docs/oip.md)
+    app.include_router(repository.router)  # its model repository extension: a new checkpoint while serving
     app.include_router(page.router)
     # The innermost two: /predict answered below the router by its one endpoint; before it (after the key check),
     # the door refuses what cannot be answered in time (app/door.py)
@@ -123,15 +127,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         plan.lone_threads or "default",
     )
     warm_up = asyncio.create_task(_warm_up(state, model_pool, plan.workers, warmup_sizes(largest)))
+    app.state.loader = loader = ModelLoader(state, model_pool, warmup_sizes(largest))
+    state.metrics.model_version.set(1)
+    stop_watching = watch_for_new_checkpoints(loader, settings.checkpoint_poll_s)
     try:
         yield
     finally:
         state.set_status("stopping", "shutting down")
+        stop_watching()
         await warm_up
         await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
         model_pool.shutdown()
         state.decode_pool.shutdown()
         logger.info("stopped")
+
+
+def watch_for_new_checkpoints(loader: ModelLoader, poll_s: float) -> Callable[[], None]:
+    """SIGHUP (in the main thread, where signals arrive) and, with ``poll_s``, the poll: each loads the
+    configured checkpoint again while serving. Returns what stops both."""
+    loop = asyncio.get_running_loop()
+    on_hup = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP")
+    if on_hup:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(loader.reload("SIGHUP")))
+    polling = loop.create_task(loader.poll(poll_s)) if poll_s > 0 else None
+
+    def stop() -> None:
+        if on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        if polling is not None:
+            polling.cancel()
+
+    return stop
 
 
 def _load(settings: Settings, metrics: Metrics) -> Predictor:

@@ -51,6 +51,13 @@ class Metrics:
         )
         self.warmup_seconds = Gauge("alexnet_warmup_seconds", "time of the warm-up passes", registry=r)
         self.ready = Gauge("alexnet_ready", "1 when the model is loaded and warmed up", registry=r)
+        self.model_loads = Counter(
+            "alexnet_model_loads",
+            "checkpoints loaded while serving: loaded or refused",
+            ["result"],
+            registry=r,
+        )
+        self.model_version = Gauge("alexnet_model_version", "the version of the model serving (1 at start)", registry=r)
 
 
 ROUTE_LABEL = "alexnet.route"  # scope key: the route template of a request answered before routing (app/door.py)

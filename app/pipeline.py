@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from app.deps import ServiceState
 from app.errors import BadRequest, BodyTimeout
+from app.predictor import Predictor
 
 Body = TypeVar("Body")
 Parsed = TypeVar("Parsed")
@@ -27,10 +28,14 @@ Parsed = TypeVar("Parsed")
 
 async def run(
     state: ServiceState,
+    predictor: Predictor,
     read: Callable[[], Awaitable[Body]],
     prepare: Callable[[Body], Awaitable[tuple[Parsed, np.ndarray]]],
 ) -> tuple[Parsed, np.ndarray]:
-    """(what ``prepare`` parsed, the request's rows (n,) from the pass); a ServiceError on the way."""
+    """(what ``prepare`` parsed, the request's rows (n,) from ``predictor``'s passes); a ServiceError on the way.
+
+    ``predictor``: the model serving when the request started; it answers the whole request, even if another is
+    loaded meanwhile (app/model_loader.py)."""
     settings, batcher = state.settings, state.batcher
     assert batcher is not None  # set with the predictor, before any request is let through
     with batcher.arriving():
@@ -38,7 +43,7 @@ async def run(
         deadline = asyncio.get_running_loop().time() + settings.request_timeout_s  # the model's deadline
         with batcher.decoding():
             parsed, images = await prepare(body)
-    return parsed, await batcher.submit(images, deadline)
+    return parsed, await batcher.submit(images, deadline, predictor.outputs)
 
 
 async def within_body_deadline(reading: Awaitable[Body], timeout_s: float) -> Body:

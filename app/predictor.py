@@ -36,8 +36,10 @@ class Predictor:
         source: str = "",
         precision: str = "auto",
         threshold: float | None = None,
+        version: int = 1,
     ) -> None:
-        """``threshold``: replaces the checkpoint's abstention threshold (the ALEXNET_OOD_THRESHOLD setting)."""
+        """``threshold``: replaces the checkpoint's abstention threshold (the ALEXNET_OOD_THRESHOLD setting);
+        ``version``: which load this is, 1 at start (app/model_loader.py counts the loads while serving)."""
         self.classifier = Classifier.from_checkpoint(checkpoint, device, precision)
         self.device = device
         self.classes = checkpoint.classes
@@ -47,6 +49,7 @@ class Predictor:
             name=MODEL_NAME,
             checkpoint=source,
             weights_sha256=checkpoint.weights_sha256,
+            version=version,
             classes=list(checkpoint.classes),
             input_size=checkpoint.preprocess.input_size,
             temperature=checkpoint.temperature,
@@ -71,16 +74,21 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        threshold: float | None = None,
+        version: int = 1,
     ) -> Predictor:
         """Read and check a checkpoint (CheckpointError names the file) and place it on the device.
 
         A malformed or absent device raises ``models.DeviceError``.
         """
         checkpoint = load_checkpoint(path)
-        predictor = cls(
-            checkpoint, resolve_device(device), source=Path(path).name, precision=precision, threshold=threshold
-        )
+        name = Path(path).name
+        device_ = resolve_device(device)
+        predictor = cls(checkpoint, device_, source=name, precision=precision, threshold=threshold, version=version)
         predictor.report = load_report(path, checkpoint.weights_sha256)
         return predictor
 

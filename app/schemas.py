@@ -70,6 +70,7 @@ class ModelInfo(BaseModel):
     name: str
     checkpoint: str = Field(description="the checkpoint's file name")
     weights_sha256: str = Field(description="checksum of the served weights, as recorded in the checkpoint")
+    version: int = Field(1, description="1 at start, one more with each checkpoint loaded while serving")
     classes: list[str]
     input_size: int = Field(description="pixels: images are reduced to 32x32, then upsampled to this")
     temperature: float = Field(

@@ -36,7 +36,6 @@ from app.predictor import MODEL_NAME, Predictor
 from app.request_log import IMAGES as LOGGED_IMAGES
 from app.uploads import Upload, decode_uploads, read_body
 
-MODEL_VERSION = "1"  # one model, one version: the loaded checkpoint
 PLATFORM = "pytorch"
 EXTENSIONS = ["binary_tensor_data"]
 MODELS_PREFIX = "/v2/models/"
@@ -72,15 +71,21 @@ class OIPRoute(APIRoute):
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OIPRoute, include_in_schema=False)
 
 
-def _state(request: Request) -> ServiceState:
+def service_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def _check_model(name: str, version: str | None = None) -> None:
+def serving_version(state: ServiceState) -> str:
+    """The version OIP names: the serving model's (1 at start, one more with each load while serving)."""
+    return str(state.predictor.info.version) if state.predictor is not None else "1"
+
+
+def check_model(name: str, version: str | None, state: ServiceState) -> None:
     if name != MODEL_NAME:
         raise NotFound(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
-    if version is not None and version != MODEL_VERSION:
-        raise NotFound(f"unknown version {version!r} of model {name!r}: it has version {MODEL_VERSION!r}")
+    serving = serving_version(state)
+    if version is not None and version != serving:
+        raise NotFound(f"unknown version {version!r} of model {name!r}: it serves version {serving!r}")
 
 
 def _ready(state: ServiceState) -> bool:
@@ -99,13 +104,13 @@ async def server_live() -> dict[str, bool]:
 
 @router.get("/health/ready", summary="Server readiness")
 async def server_ready(request: Request) -> JSONResponse:
-    ready = _ready(_state(request))
+    ready = _ready(service_state(request))
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def _model_ready(request: Request, name: str, version: str | None) -> JSONResponse:
-    _check_model(name, version)
-    ready = _ready(_state(request))
+    check_model(name, version, service_state(request))
+    ready = _ready(service_state(request))
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
 
@@ -120,8 +125,8 @@ async def model_version_ready(request: Request, name: str, version: str) -> JSON
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    _check_model(name, version)
-    predictor = _state(request).predictor
+    check_model(name, version, service_state(request))
+    predictor = service_state(request).predictor
     if predictor is None:
         raise NotReady("not ready: the model is not loaded yet")
     s, classes = predictor.source_size, len(predictor.classes)
@@ -136,7 +141,7 @@ def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any
         ]
     return {
         "name": MODEL_NAME,
-        "versions": [MODEL_VERSION],
+        "versions": [serving_version(service_state(request))],
         "platform": PLATFORM,
         # Alternatives: a request sends exactly one of them
         "inputs": [
@@ -169,8 +174,8 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    _check_model(name, version)
-    state = _state(request)
+    check_model(name, version, service_state(request))
+    state = service_state(request)
     predictor = ready_predictor(state)  # 503 before the model is ready, as /predict
     settings = state.settings
     limits = Limits(settings.max_files, settings.max_file_bytes, predictor.source_size)
@@ -187,8 +192,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         _check_outputs(parsed, predictor)
         return parsed, await _images(parsed, state, predictor)
 
-    parsed, rows = await pipeline.run(state, read, prepare)
-    return _answer(parsed, rows, predictor, version)
+    parsed, rows = await pipeline.run(state, predictor, read, prepare)
+    return _answer(parsed, rows, predictor)
 
 
 async def _images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:
@@ -228,13 +233,13 @@ def _check_outputs(parsed: InferRequest, predictor: Predictor) -> None:
         raise BadRequest(f"unknown output(s) {unknown}: this model answers {names}")
 
 
-def _answer(parsed: InferRequest, rows: np.ndarray, predictor: Predictor, version: str | None) -> Response:
+def _answer(parsed: InferRequest, rows: np.ndarray, predictor: Predictor) -> Response:
     available = {t.name: t for t in _outputs(rows, predictor)}
     if parsed.outputs is None:
         chosen = [(t, parsed.binary_default) for t in available.values()]
     else:
         chosen = [(available[n], binary) for n, binary in parsed.outputs.items()]
-    head: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": version or MODEL_VERSION}
+    head: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": str(predictor.info.version)}
     if parsed.id is not None:
         head["id"] = parsed.id
     body, header_length = encode_response(head, chosen)

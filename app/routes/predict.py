@@ -256,6 +256,6 @@ async def classify(request: Request, state: ServiceState) -> bytes:
         images = await decode_uploads(uploads, state.decode_pool, predictor.source_size, settings.max_pixels)
         return [u.filename for u in uploads], images
 
-    names, rows = await pipeline.run(state, lambda: read_uploads(request, limits), decode)
+    names, rows = await pipeline.run(state, predictor, lambda: read_uploads(request, limits), decode)
     # The bytes, not the model: pydantic would dump, validate and dump it again (PredictResponse stays the schema)
     return PredictResponse.render(names, rows, predictor.info, predictor.info_json, k, threshold)

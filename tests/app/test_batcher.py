@@ -111,7 +111,7 @@ def test_the_two_expiry_paths_of_a_queued_job_never_collide(first: str) -> None:
 
     async def scenario(batcher: Batcher) -> tuple[int, int]:
         loop = asyncio.get_running_loop()
-        job = Job(images_of(1, 2, 3), deadline=loop.time() - 1, enqueued=loop.time(), future=loop.create_future())
+        job = Job(images_of(1, 2, 3), loop.time() - 1, loop.time(), loop.create_future(), batcher.forward)
         batcher._queue.append(job)
         batcher._queued_images += job.size
         if first == "request_timed_out":

@@ -20,15 +20,16 @@ IMAGE = png(picture())
 
 
 class Gate:
-    """Wraps the batcher's forward: each pass waits until the test opens the gate."""
+    """Wraps the serving model's pass: each pass waits until the test opens the gate."""
 
     def __init__(self, server: LiveServer) -> None:
         self.batcher = server.state.batcher
-        assert self.batcher is not None
-        self.forward = self.batcher.forward
+        predictor = server.state.predictor
+        assert self.batcher is not None and predictor is not None
+        self.forward = predictor.outputs
         self.entered = threading.Event()
         self.opened = threading.Event()
-        self.batcher.forward = self._gated
+        predictor.outputs = self._gated  # what the requests from now on queue their images with
 
     def _gated(self, images):
         self.entered.set()

@@ -191,18 +191,17 @@ def test_unknown_route_and_method_are_json(http: httpx.Client) -> None:
 
 
 def test_failed_forward_pass_is_a_bare_500_and_the_service_recovers(limited: LiveServer, http: httpx.Client) -> None:
-    batcher = limited.state.batcher
-    assert batcher is not None
-    working = batcher.forward
+    predictor = limited.state.predictor
+    assert predictor is not None
 
-    def broken(images, top_k):  # a fault inside the model, e.g. a device error
+    def broken(images):  # a fault inside the model, e.g. a device error
         raise RuntimeError("secret internal detail /opt/weights")
 
-    batcher.forward = broken
+    predictor.outputs = broken  # the serving model's pass, for the requests from now on
     try:
         response = http.post("/predict", files=files(("a.png", GOOD_PNG)))
     finally:
-        batcher.forward = working
+        del predictor.outputs  # its own method again
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
     assert "secret" not in response.text
