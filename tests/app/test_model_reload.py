@@ -41,11 +41,13 @@ def _checkpoint(path: Path, seed: int, temperature: float, classes: tuple[str, .
     return path
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    _checkpoint(tmp_path / "a.safetensors", seed=1, temperature=1.0)
-    _checkpoint(tmp_path / "b.safetensors", seed=2, temperature=2.5)
-    return tmp_path
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two checkpoints, written once for the module (each test adds its own files beside them, never changes these)."""
+    path = tmp_path_factory.mktemp("checkpoints")
+    _checkpoint(path / "a.safetensors", seed=1, temperature=1.0)
+    _checkpoint(path / "b.safetensors", seed=2, temperature=2.5)
+    return path
 
 
 def _expected(folder: Path) -> dict[str, list[float]]:
