@@ -56,10 +56,7 @@ async def repository_index(request: Request) -> list[dict[str, str]]:
 
 @router.post("/models/{name}/load", summary="Load a checkpoint while serving")
 async def load_model(request: Request, name: str) -> dict[str, Any]:
-    state = service_state(request)
-    check_model(name, None, state)
-    if not state.settings.model_control:
-        raise ControlOff()
+    _controlled(request, name)
     loader: ModelLoader = request.app.state.loader
     await loader.load(await _checkpoint_named(request), "a load request")
     return {}
@@ -67,11 +64,16 @@ async def load_model(request: Request, name: str) -> dict[str, Any]:
 
 @router.post("/models/{name}/unload", summary="Unload a model (refused: one model always serves)")
 async def unload_model(request: Request, name: str) -> dict[str, Any]:
+    _controlled(request, name)
+    raise AlwaysServing()
+
+
+def _controlled(request: Request, name: str) -> None:
+    """The model this server serves, and model control on (403 otherwise)."""
     state = service_state(request)
     check_model(name, None, state)
     if not state.settings.model_control:
         raise ControlOff()
-    raise AlwaysServing()
 
 
 async def _checkpoint_named(request: Request) -> str | None:
