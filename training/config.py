@@ -12,7 +12,7 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from models import DEFAULT_CHECKPOINT
@@ -64,6 +64,7 @@ def _checked(kind: Callable[[str], Any], test: Callable[[Any], bool], wanted: st
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _checked(int, lambda v: v >= 0, "0 or more")
 non_negative_float = _checked(float, lambda v: v >= 0, "0 or more")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
 fraction = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
 device_name = _checked(str, lambda v: re.match(DEVICE_PATTERN, v) is not None, DEVICE_NAMES)
 
@@ -106,6 +107,13 @@ class TrainConfig:
     )
     # --- optimisation ---
     epochs: int = option(30, "passes over the training split", positive_int, metavar="N")
+    time_budget_s: float | None = option(
+        None,
+        "seconds of training steps to size the run to on this machine, from the speed of its first steps: the "
+        "epochs, or a share of the training split when one epoch is longer (replaces --epochs and --train-subset)",
+        positive_float,
+        metavar="S",
+    )
     batch_size: int = option(512, "images per step, summed over all DDP ranks", positive_int, metavar="N")
     optimizer: Literal["sgd", "adam"] = option("sgd", "sgd (Nesterov momentum) or adam")
     lr: float = option(0.04, "peak learning rate (per step, after warm-up)", non_negative_float)
@@ -215,6 +223,19 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 def default_data_dir() -> str:
     """$ALEXNET_DATA_DIR, else ./data."""
     return os.environ.get(DATA_DIR_ENV) or "./data"
+
+
+def sized_to_budget(config: TrainConfig, images_per_second: float, train_images: int) -> TrainConfig:
+    """``config`` with the epochs (and, when one epoch is longer than the budget, a training subset) that the
+    time budget buys at ``images_per_second`` over ``train_images``. Validation and the end of the run come on
+    top of the budget."""
+    assert config.time_budget_s is not None
+    affordable = config.time_budget_s * images_per_second  # images
+    epochs = int(affordable // train_images)
+    if epochs >= 1:
+        return replace(config, epochs=epochs, train_subset=None)
+    subset = max(config.batch_size, int(affordable) // config.batch_size * config.batch_size)
+    return replace(config, epochs=1, train_subset=min(subset, train_images))
 
 
 def check(config: TrainConfig) -> str | None:

@@ -40,7 +40,7 @@ from models.transforms import UNNORMALIZED
 from training import distributed
 from training.abstention import Judgement, judge
 from training.augment import AugmentSpec, augment
-from training.config import TrainConfig, parse_args
+from training.config import TrainConfig, parse_args, sized_to_budget
 from training.data import load_dataset
 from training.distributed import World
 from training.ema import EMA
@@ -353,6 +353,70 @@ def fit(
     return history, train_seconds, saver.seconds
 
 
+PROBE_STEPS = 5  # timed training steps that measure this machine's speed for a time budget (after one untimed)
+
+
+def size_to_budget(config: TrainConfig, world: World, dataset: Dataset) -> tuple[TrainConfig, Dataset]:
+    """The epochs (or training subset) the time budget buys here: measured from a few steps of a throwaway run,
+    or, when resuming, the ones the interrupted run chose (so that its state file still fits)."""
+    saved = _saved_config(config)
+    if saved is not None:
+        sized = replace(config, epochs=saved["epochs"], train_subset=saved["train_subset"])
+    else:
+        rate = probe_speed(config, world, dataset)
+        sized = sized_to_budget(config, rate, len(dataset.train))
+        share = (
+            f"{sized.train_subset:,} of the {len(dataset.train):,} training images"
+            if sized.train_subset
+            else (f"{sized.epochs} epoch(s) of {len(dataset.train):,} images")
+        )
+        log.info(
+            "time budget %.0f s at %.0f images/s (%d steps measured here): %s",
+            config.time_budget_s,
+            rate,
+            PROBE_STEPS,
+            share,
+        )
+    if sized.train_subset != config.train_subset:
+        dataset = load_data(sized, world)
+    return sized, dataset
+
+
+def probe_speed(config: TrainConfig, world: World, dataset: Dataset) -> float:
+    """Training images/s on this machine (all ranks): PROBE_STEPS timed steps of a throwaway run, after one untimed
+    (its first-call costs). The run that trains is built afresh, from the same seed, after this."""
+    run = build_run(config, world, dataset)
+    per_rank = run.batch_size // world.size
+    pick = np.arange(per_rank) % len(dataset.train)
+    images = torch.from_numpy(dataset.train.images[pick]).to(world.device)  # uint8 (B, 3, S, S)
+    labels = torch.from_numpy(dataset.train.labels[pick]).to(world.device)
+    train_step(run, images, labels, config.lr * 0.01)
+    _synchronize(world.device)
+    started = time.perf_counter()
+    for _ in range(PROBE_STEPS):
+        train_step(run, images, labels, config.lr * 0.01)
+    _synchronize(world.device)
+    rate = torch.tensor([PROBE_STEPS * run.batch_size / (time.perf_counter() - started)], device=world.device)
+    distributed.all_sum(rate, world)
+    return float(rate) / world.size  # the ranks' mean: every rank sizes the run alike
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _saved_config(config: TrainConfig) -> dict[str, Any] | None:
+    """The config of the interrupted run this one resumes, if any (the state file's; None if unreadable)."""
+    path = state_path(config.output)
+    if not (config.resume and path.is_file()):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["config"]
+    except Exception:
+        return None
+
+
 def load_data(config: TrainConfig, world: World) -> Dataset:
     """Rank 0 reads first (and fills the decoded-image cache); the other ranks then read the cache."""
     if not world.is_main:
@@ -371,6 +435,8 @@ def main(config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None)
     try:
         started = time.perf_counter()
         dataset = load_data(config, world)
+        if config.time_budget_s is not None:
+            config, dataset = size_to_budget(config, world, dataset)
         run = build_run(config, world, dataset)
         if world.is_main:
             log.info(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from models import DEFAULT_CHECKPOINT, INPUT_SIZE
-from training.config import TrainConfig, parse_args
+from training.config import TrainConfig, parse_args, sized_to_budget
 from training.train import lr_factor
 
 
@@ -98,3 +99,12 @@ def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(55, total, warmup, "cosine") == pytest.approx(0.5)
     assert lr_factor(99, total, warmup, "cosine") < 0.001
     assert lr_factor(99, total, 0, "constant") == 1.0
+
+
+def test_a_time_budget_buys_epochs_or_a_share_of_the_split() -> None:
+    config = TrainConfig(time_budget_s=100.0, batch_size=64)
+    assert (sized_to_budget(config, 50.0, 1_000).epochs, sized_to_budget(config, 50.0, 1_000).train_subset) == (5, None)
+    part = sized_to_budget(config, 50.0, 10_000)  # 5,000 images: half an epoch
+    assert (part.epochs, part.train_subset) == (1, 4_992)  # whole batches
+    assert sized_to_budget(config, 0.1, 10_000).train_subset == 64  # at least one batch
+    assert sized_to_budget(replace(config, train_subset=300), 50.0, 1_000).train_subset is None

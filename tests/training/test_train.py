@@ -19,6 +19,8 @@ from training import abstention
 from training import evaluate as evaluate_module
 from training import train as train_module
 from training.config import TrainConfig
+from training.data import load_dataset
+from training.distributed import World
 from training.evaluate import default_output_dir
 from training.report import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PER_CLASS_FILE, RELIABILITY_FILE
 from training.state_file import StateError, load_state, state_path
@@ -188,3 +190,25 @@ def test_the_mahalanobis_statistics_are_fitted_on_a_bounded_sample(
     monkeypatch.setattr(abstention.FeatureGaussian, "fit", counted_fit)
     abstention.fit_abstention(classifier, 1.0, splits, {}, len(CLASSES))
     assert fitted_on == [[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]]  # 12 of the 40, three of each class
+
+
+def test_a_time_budget_sizes_the_run_from_its_first_steps(
+    learnable_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The speed the probe measures decides the epochs: a budget of 2.5 epochs' worth at that speed gives 2."""
+    caplog.set_level(logging.INFO, logger="training")
+    config = tiny_config(learnable_folder, tmp_path / "budget.safetensors", epochs=9, val_size=0)
+    train_images = 4 * 48  # learnable_folder's training split (conftest), no validation split held out
+    monkeypatch.setattr(train_module, "probe_speed", lambda config, world, dataset: 100.0)  # images/s
+    metrics = train_module.main(replace(config, time_budget_s=2.5 * train_images / 100.0))
+    assert len(metrics["history"]) == 2
+    saved = load_checkpoint(config.output).config
+    assert saved["epochs"] == 2 and saved["time_budget_s"] == 4.8
+    assert "time budget 5 s at 100 images/s (5 steps measured here): 2 epoch(s) of 192 images" in caplog.text
+
+
+def test_the_probe_measures_real_steps(learnable_folder: Path, tmp_path: Path) -> None:
+    config = tiny_config(learnable_folder, tmp_path / "probe.safetensors")
+    dataset = load_dataset(config)
+    rate = train_module.probe_speed(config, World(torch.device("cpu")), dataset)
+    assert 1 < rate < 100_000  # images/s of the real step at 64 px on a CPU
