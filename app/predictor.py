@@ -58,7 +58,7 @@ class Predictor:
             stand_in=checkpoint.stand_in,
         )
         self.info_json = self.info.model_dump_json().encode()  # every answer carries it: dumped once
-        _warn_if_incomplete(self.info, source or "the checkpoint", device)
+        _warn_if_incomplete(self.info, source or "the checkpoint", device, checkpoint.config.get("recipe"))
         # What GET /model.json tells: the checkpoint's own description of itself.
         self.metadata = {
             "model": self.info.model_dump(mode="json"),
@@ -127,7 +127,7 @@ def abstention_info(checkpoint: Checkpoint, threshold: float | None) -> Abstenti
     )
 
 
-def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device) -> None:
+def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device, recipe: str | None) -> None:
     if not info.calibrated:
         logger.warning(
             "%s is not calibrated: its probabilities are the raw softmax (temperature 1); "
@@ -138,10 +138,11 @@ def _warn_if_incomplete(info: ModelInfo, name: str, device: torch.device) -> Non
         logger.warning("%s has no abstention rule: predictions carry no verdict (confident: null)", name)
     if info.stand_in:
         logger.warning(
-            "%s is a CPU stand-in (--recipe cpu: a short run at 64 px), not the real model: expect "
+            "%s is a CPU stand-in (--recipe %s: a short run at 64 px), not the real model: expect "
             "low accuracy (its test accuracy is on /model); train the default recipe on a GPU for the "
             "real one",
             name,
+            recipe,
         )
         if device.type == "cuda":
             logger.warning(

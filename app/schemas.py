@@ -79,7 +79,7 @@ class ModelInfo(BaseModel):
     calibrated: bool = Field(description="whether a temperature was fitted, so that probabilities mean what they say")
     abstention: AbstentionInfo | None = Field(description="how predictions are flagged; null: they are not")
     stand_in: bool = Field(
-        False, description="trained by the short CPU stand-in recipe (--recipe cpu), not the real model"
+        False, description="trained by a short CPU stand-in recipe (--recipe cpu or cpu-first), not the real model"
     )
 
 

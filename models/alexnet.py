@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The smallest square input the three max-pools take: at 62 px the last one would get a 2x2 map and output 0x0.
+MIN_INPUT_SIZE = 63
+
 
 class AlexNet(nn.Module):
     """Five conv layers and three fully connected layers (Krizhevsky et al., 2012; torchvision variant).

@@ -53,8 +53,10 @@ class CheckpointError(Exception):
 
 
 # Training recipes whose checkpoints are stand-ins (a short CPU run to have something to serve), not the model
-# this project is about: the trainer, its report, the service's log and /health all say so.
-STAND_IN_RECIPES = frozenset({"cpu"})
+# this project is about: the trainer, its report, the service's log and /health all say so. A first stand-in
+# (cpu-first, about a minute of training) is there to be replaced by the cpu recipe's run while it serves.
+FIRST_STAND_IN_RECIPE = "cpu-first"
+STAND_IN_RECIPES = frozenset({"cpu", FIRST_STAND_IN_RECIPE})
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,18 @@ def load_report(checkpoint: str | os.PathLike[str], weights_sha256: str) -> str 
     except (OSError, UnicodeDecodeError):
         return None
     return page if f"<meta name='{REPORT_SHA_META}' content='{weights_sha256}'>" in page else None
+
+
+def recorded_recipe(path: str | os.PathLike[str]) -> str | None:
+    """The training recipe a checkpoint's metadata names, read without its weights; None when it names none or
+    the file is not a readable checkpoint."""
+    try:
+        with safe_open(Path(path), framework="pt", device="cpu") as f:
+            config = json.loads((f.metadata() or {}).get("config", "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return None
+    recipe = config.get("recipe") if isinstance(config, dict) else None
+    return recipe if isinstance(recipe, str) else None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

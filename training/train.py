@@ -365,11 +365,9 @@ def size_to_budget(config: TrainConfig, world: World, dataset: Dataset) -> tuple
     else:
         rate = probe_speed(config, world, dataset)
         sized = sized_to_budget(config, rate, len(dataset.train))
-        share = (
-            f"{sized.train_subset:,} of the {len(dataset.train):,} training images"
-            if sized.train_subset
-            else (f"{sized.epochs} epoch(s) of {len(dataset.train):,} images")
-        )
+        everything = f"{len(dataset.train):,}"
+        images = f"{sized.train_subset:,} of the {everything}" if sized.train_subset else everything
+        share = f"{sized.epochs} epoch(s) of {images} images"
         log.info(
             "time budget %.0f s at %.0f images/s (%d steps measured here): %s",
             config.time_budget_s,

@@ -64,16 +64,25 @@ def test_service_settings_pass_through_only_when_set(render_compose) -> None:
     assert chosen["environment"]["ALEXNET_MAX_BATCH_SIZE"] == "16"
 
 
-def test_cpu_override_reserves_no_gpu_and_trains_a_short_run(render_compose) -> None:
+def test_cpu_override_reserves_no_gpu_and_serves_a_first_stand_in_while_a_better_one_trains(render_compose) -> None:
     services = render_compose(*CPU, profiles=("scale",))["services"]
     served = services["api"]["environment"]["ALEXNET_CHECKPOINT"]
     for name in GPU_SERVICES:
         assert gpu_devices(services[name]) == [], name
         assert services[name]["environment"]["ALEXNET_CHECKPOINT"] == served, name
     assert services["api"]["environment"]["ALEXNET_DEVICE"] == "cpu"
-    command = services["train"]["command"]
-    assert command[command.index("--device") + 1] == "cpu"
-    assert command[command.index("--recipe") + 1] == "cpu"  # the stand-in recipe (training/config.py RECIPES)
+    # A first stand-in before the API starts; the better one beside the serving API, over the same file (the
+    # stand-in recipes of training/config.py RECIPES), which the API polls.
+    for name, recipe in (("train", "cpu-first"), ("train-on", "cpu")):
+        command = services[name]["command"]
+        assert command[0] == "alexnet-train-if-missing" and command[command.index("--device") + 1] == "cpu"
+        assert command[command.index("--recipe") + 1] == recipe
+        assert services[name]["environment"]["ALEXNET_CHECKPOINT"] == served and gpu_devices(services[name]) == []
+    train_on = services["train-on"]
+    assert train_on["depends_on"]["train"]["condition"] == "service_completed_successfully"
+    assert "train-on" not in services["api"]["depends_on"]  # the API does not wait for it
+    assert train_on["volumes"] == services["train"]["volumes"] and train_on["restart"] == "no"
+    assert float(services["api"]["environment"]["ALEXNET_CHECKPOINT_POLL_S"]) > 0
     # A CPU run is saved under its own name, so a GPU host never serves it as if it were the full recipe.
     assert "cpu" in served
     assert services["api-replica"]["deploy"]["replicas"] >= 2
@@ -106,7 +115,7 @@ def test_every_service_running_our_code_is_locked_down(render_compose) -> None:
     for files in (("docker-compose.yml",), CPU):
         services = render_compose(*files, profiles=("scale",))["services"]
         ours = {name: service for name, service in services.items() if service["image"] == "alexnet-service:latest"}
-        assert set(ours) == {*GPU_SERVICES}, files
+        assert set(ours) == {*GPU_SERVICES, *(["train-on"] if files == CPU else [])}, files
         for name, service in ours.items():
             assert service["read_only"] is True, (files, name)
             assert service["cap_drop"] == ["ALL"] and not service.get("cap_add"), (files, name)

@@ -23,7 +23,7 @@ def fake_venv(tmp_path: Path) -> Path:
     work tree: the real trainer and service, without a second install."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    commands = {"python": "", "alexnet-train": "-m training", "alexnet-serve": "-m app.cli"}
+    commands = {"python": "", "alexnet-train": "-m training", "alexnet-serve": "-m app"}
     for name, module in commands.items():
         script = venv / "bin" / name
         script.write_text(
@@ -54,22 +54,29 @@ def checkpoints(tmp_path: Path) -> list[str]:
     return [f"TRAINED_CHECKPOINT={real}", f"STAND_IN_CHECKPOINT={stand_in}"]
 
 
+SERVE = r"(?:alexnet-serve --checkpoint|serve_while_training\.sh) (\S+)"
+
+
 def served_and_trained(result: subprocess.CompletedProcess[str]) -> tuple[str, str | None]:
-    """From `make -n serve`: the checkpoint alexnet-serve gets and the one alexnet-train writes (None: none)."""
+    """From `make -n serve`: the checkpoint served and the one alexnet-train writes first (None: none)."""
     assert result.returncode == 0, result.stderr
-    served = re.search(r"alexnet-serve --checkpoint (\S+)", result.stdout).group(1)
+    served = re.search(SERVE, result.stdout)
     trained = re.search(r"alexnet-train --output (\S+) --resume", result.stdout)
     if trained is not None:  # trained, then served
-        assert trained.start() < result.stdout.index("alexnet-serve --checkpoint")
-    return served, trained and trained.group(1)
+        assert trained.start() < served.start()
+    return served.group(1), trained and trained.group(1)
 
 
-def test_without_a_gpu_the_stand_in_is_trained_under_its_own_name_and_resumable(tmp_path: Path) -> None:
+def test_without_a_gpu_a_first_stand_in_is_served_while_the_better_one_trains(tmp_path: Path) -> None:
     venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
     result = make("-n", "serve", f"VENV={venv}", *names, "HAS_GPU=false", tmp_path=tmp_path)
     stand_in = names[1].split("=")[1]
-    assert served_and_trained(result) == (stand_in, stand_in)
-    assert f"--output {stand_in} --resume --stale-state restart --device cpu --recipe cpu" in result.stdout
+    assert served_and_trained(result) == (stand_in, stand_in)  # under its own name
+    assert f"--output {stand_in} --resume --stale-state restart --device cpu --recipe cpu-first" in result.stdout
+    # Then served by the script that trains the cpu recipe over it in the background (tested for real in
+    # test_serve_while_training.py).
+    assert f'serve_while_training.sh {stand_in} "--host 127.0.0.1 --port 8000"' in result.stdout
+    assert re.search(r"\s--device cpu --recipe cpu\n", result.stdout)
 
 
 def test_a_gpu_trains_the_real_model_even_where_a_stand_in_was_left(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -113,24 +120,27 @@ def test_a_cpu_run_is_announced_and_a_data_problem_stops_it_cleanly(tmp_path: Pa
     # the log says it is a short CPU run and how to run the full one, then the trainer's own message.
     venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
     real, stand_in = (Path(name.split("=")[1]) for name in names)
-    cpu_args = "--epochs 3 --no-download"
-    result = make("checkpoint", f"VENV={venv}", *names, "HAS_GPU=false", f"CPU_TRAIN_ARGS={cpu_args}",
+    first_args = "--epochs 3 --no-download"
+    result = make("checkpoint", f"VENV={venv}", *names, "HAS_GPU=false", f"FIRST_TRAIN_ARGS={first_args}",
                   tmp_path=tmp_path)  # fmt: skip
     assert result.returncode != 0
-    assert f"SHORT CPU run ({cpu_args})" in result.stdout
-    assert f"it is saved as {stand_in}; a GPU host trains the real model as {real}" in result.stdout
+    assert f"a FIRST stand-in ({first_args}, about a minute of training)" in result.stdout
+    assert "then a better one (--recipe cpu, about 10 minutes) trains in the background" in result.stdout
+    assert f"both are saved as {stand_in}; a GPU host trains the real model as {real}" in result.stdout
     assert f"for the full recipe on this CPU run:  {venv}/bin/alexnet-train --output {real}" in result.stdout
     assert str(tmp_path / "no-data") in result.stderr  # the trainer names the folder and what belongs there
     assert "Traceback" not in result.stderr
     assert not stand_in.exists() and not real.exists()
 
 
-def test_the_cpu_recipe_and_its_name_are_the_same_with_and_without_docker() -> None:
-    makefile_args = re.search(r"^CPU_TRAIN_ARGS \?= (.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
+def test_the_cpu_recipes_and_their_name_are_the_same_with_and_without_docker() -> None:
+    makefile = (REPO / "Makefile").read_text()
     override = (REPO / "docker-compose.cpu.yml").read_text()
-    command = json.loads(re.search(r"^    command: (\[.*?\])", override, re.M | re.S).group(1))
-    assert command[:3] == ["alexnet-train-if-missing", "--device", "cpu"]
-    assert command[3:] == makefile_args
+    commands = [json.loads(found) for found in re.findall(r"^    command: (\[.*?\])", override, re.M | re.S)]
+    for variable, command in zip(("FIRST_TRAIN_ARGS", "CPU_TRAIN_ARGS"), commands, strict=True):
+        makefile_args = re.search(rf"^{variable} \?= (.*)$", makefile, re.M).group(1).split()
+        assert command[:3] == ["alexnet-train-if-missing", "--device", "cpu"]
+        assert command[3:] == makefile_args
     stand_in = re.search(r"^STAND_IN_CHECKPOINT \?= (.*)$", (REPO / "Makefile").read_text(), re.M).group(1)
     names = set(re.findall(r"ALEXNET_CHECKPOINT_NAME:-([^}]+)}", override))
     assert names == {Path(stand_in).name}  # one name for the stand-in, with and without Docker

@@ -32,12 +32,16 @@ def test_seed_recipe_is_the_guides_recipe_and_flags_override_it() -> None:
 
 def test_the_cpu_recipe_is_the_stand_in_and_flags_override_it() -> None:
     cpu = parse_args(["--recipe", "cpu"])
-    # All the data, the automatic validation share.
-    assert (cpu.input_size, cpu.train_subset, cpu.val_size, cpu.epochs, cpu.batch_size, cpu.lr) == (
-        64, None, None, 2, 128, 0.02
-    )  # fmt: skip
+    # Sized by its time budget on the machine, the automatic validation share.
+    assert (cpu.input_size, cpu.train_subset, cpu.val_size, cpu.batch_size, cpu.lr) == (64, None, None, 128, 0.02)
+    assert cpu.time_budget_s == 540
     assert cpu.optimizer == "sgd" and cpu.ema_decay > 0  # otherwise the default recipe
-    assert parse_args(["--recipe", "cpu", "--epochs", "8"]).epochs == 8
+    by_hand = parse_args(["--recipe", "cpu", "--epochs", "8"])  # sizes given by hand replace the budget
+    assert (by_hand.epochs, by_hand.time_budget_s) == (8, None)
+    assert parse_args(["--recipe", "cpu-first", "--train-subset", "900"]).time_budget_s is None
+    assert parse_args(["--recipe", "cpu", "--time-budget-s", "60"]).time_budget_s == 60
+    first = parse_args(["--recipe", "cpu-first"])
+    assert (first.time_budget_s, first.val_size, first.tta) == (40, 2000, False)
 
 
 def test_the_device_vocabulary_is_the_services() -> None:
@@ -52,7 +56,7 @@ def test_help_comes_from_the_fields(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "--optimizer {sgd,adam}" in text and "--schedule {linear,cosine,constant}" in text
     assert "pixels: random crop after zero padding (0 = off) (default recipe: 4)" in text
-    assert "--recipe {default,seed,cpu}" in text
+    assert "--recipe {default,seed,cpu,cpu-first}" in text
 
 
 def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +76,7 @@ def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--ema-decay", "1.5"], "must be in [0, 1)"),
         (["--lr", "-1"], "must be 0 or more"),
         (["--source-size", "256", "--input-size", "64"], "larger than --input-size"),
+        (["--input-size", "48"], "--input-size 48 is below 63, the smallest"),
         (["--no-such-flag"], "unrecognized arguments"),
     ],
 )
@@ -107,4 +112,8 @@ def test_a_time_budget_buys_epochs_or_a_share_of_the_split() -> None:
     part = sized_to_budget(config, 50.0, 10_000)  # 5,000 images: half an epoch
     assert (part.epochs, part.train_subset) == (1, 4_992)  # whole batches
     assert sized_to_budget(config, 0.1, 10_000).train_subset == 64  # at least one batch
+    nearly_two = sized_to_budget(config, 18.0, 1_000)  # 1,800 images: two epochs over 896 (whole batches)
+    assert (nearly_two.epochs, nearly_two.train_subset) == (2, 896)
+    a_little_over_one = sized_to_budget(config, 12.0, 1_000)  # 1,200 images: one epoch over all, ending early
+    assert (a_little_over_one.epochs, a_little_over_one.train_subset) == (1, None)
     assert sized_to_budget(replace(config, train_subset=300), 50.0, 1_000).train_subset is None
