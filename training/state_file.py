@@ -94,6 +94,11 @@ def write_state(path: Path, full: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(full, f))
 
 
+def changed_settings(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The settings of ``config`` a state file saved under ``saved`` cannot be resumed with, sorted."""
+    return sorted(k for k in config if k not in MAY_CHANGE and saved.get(k) != config[k])
+
+
 def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Read a state file and check that it belongs to this run's config."""
     try:
@@ -105,7 +110,7 @@ def load_state(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     if state.get("version") != STATE_VERSION:
         raise StateError(f"{path}: state version {state.get('version')} is not {STATE_VERSION}")
     saved = state["config"]
-    changed = sorted(k for k in config if k not in MAY_CHANGE and saved.get(k) != config[k])
+    changed = changed_settings(saved, config)
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config[k]!r}" for k in changed)
         raise StateError(

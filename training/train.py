@@ -49,7 +49,7 @@ from training.logs import PROGRESS_EVERY_S, configure_logging, timed_step
 from training.report import write_report
 from training.split_metrics import SplitMetrics, fit_calibration, score_split, test_metrics
 from training.splits import DataError, Dataset
-from training.state_file import StateError, load_state, set_rng_state, state_path
+from training.state_file import StateError, changed_settings, load_state, set_rng_state, state_path
 from training.state_saver import StateSaver, Stopped, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -405,14 +405,17 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _saved_config(config: TrainConfig) -> dict[str, Any] | None:
-    """The config of the interrupted run this one resumes, if any (the state file's; None if unreadable)."""
+    """The config of the interrupted run this one resumes, if any: the state file's, when only the sizes a budget
+    chose differ (None if unreadable, or left by a run of other settings, which will not be resumed)."""
     path = state_path(config.output)
     if not (config.resume and path.is_file()):
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["config"]
+        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
     except Exception:
         return None
+    budget_chose = {"epochs", "train_subset"}
+    return None if set(changed_settings(saved, config.to_dict())) - budget_chose else saved
 
 
 def load_data(config: TrainConfig, world: World) -> Dataset:

@@ -207,6 +207,21 @@ def test_a_time_budget_sizes_the_run_from_its_first_steps(
     assert "time budget 5 s at 100 images/s (5 steps measured here): 2 epoch(s) of 192 images" in caplog.text
 
 
+def test_a_state_file_of_other_settings_does_not_size_a_budgeted_run(
+    learnable_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `make serve` runs it: a first stand-in's state file beside the output is set aside, and the new run is
+    sized by its own budget, not by the sizes the first one chose."""
+    output = tmp_path / "stand-in.safetensors"
+    train_module.main(tiny_config(learnable_folder, output, epochs=1, train_subset=80, val_size=0))
+    caplog.set_level(logging.INFO, logger="training")
+    monkeypatch.setattr(train_module, "probe_speed", lambda config, world, dataset: 100.0)  # images/s
+    config = tiny_config(learnable_folder, output, lr=0.02, val_size=0, resume=True, stale_state="restart")
+    metrics = train_module.main(replace(config, time_budget_s=2.4 * 4 * 48 / 100.0))  # 2 epochs of all 192
+    assert len(metrics["history"]) == 2 and load_checkpoint(output).config["train_subset"] is None
+    assert "2 epoch(s) of 192 images" in caplog.text
+
+
 def test_the_probe_measures_real_steps(learnable_folder: Path, tmp_path: Path) -> None:
     config = tiny_config(learnable_folder, tmp_path / "probe.safetensors")
     dataset = load_dataset(config)
