@@ -22,7 +22,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # What a CPU trains when there is no GPU, as docker-compose.cpu.yml does (times and accuracy: docs/training.md):
 # first a FIRST stand-in, about a minute of training, served at once; then, in the background while it serves,
-# the CPU stand-in recipe, sized to a time budget measured here (about 10 minutes), which replaces it in the
+# the CPU stand-in recipe, sized to a time budget measured here (7 minutes of training), which replaces it in the
 # same file; the service polls the file and takes it without a restart. Neither is the real model: the
 # checkpoint records the recipe, and the service's log, /health and /model say it is a stand-in.
 FIRST_TRAIN_ARGS ?= --recipe cpu-first
@@ -64,8 +64,7 @@ $(VENV)/.installed: pyproject.toml
 _serve: $(SERVED)
 	@echo "serve: $(SERVED) on http://$(HOST):$(PORT) (docs at /docs)"
 ifeq ($(SERVED),$(STAND_IN_CHECKPOINT))
-	PATH="$(BIN):$$PATH" scripts/serve_while_training.sh $(SERVED) "--host $(HOST) --port $(PORT)" \
-		--device cpu $(CPU_TRAIN_ARGS)
+	PATH="$(BIN):$$PATH" scripts/serve_while_training.sh $(SERVED) $(HOST) $(PORT) --device cpu $(CPU_TRAIN_ARGS)
 else
 	$(BIN)/alexnet-serve --checkpoint $(SERVED) --host $(HOST) --port $(PORT)
 endif
@@ -86,7 +85,7 @@ $(TRAINED_CHECKPOINT): | $(VENV)/.installed
 $(STAND_IN_CHECKPOINT): | $(VENV)/.installed
 	@echo "train: no GPU here and no $(TRAINED_CHECKPOINT)."
 	@echo "train: a FIRST stand-in ($(FIRST_TRAIN_ARGS), about a minute of training) so there is something to serve within minutes;"
-	@echo "train: then a better one ($(CPU_TRAIN_ARGS), about 10 minutes) trains in the background and the service takes it, no restart."
+	@echo "train: then a better one ($(CPU_TRAIN_ARGS), 7 minutes of training) trains in the background and the service takes it, no restart."
 	@echo "train: both are saved as $@; a GPU host trains the real model as $(TRAINED_CHECKPOINT)."
 	@echo "train: for the full recipe on this CPU run:  $(BIN)/alexnet-train --output $(TRAINED_CHECKPOINT)  (hours; see README)"
 	$(BIN)/alexnet-train --output $@ --resume --stale-state restart --device cpu $(FIRST_TRAIN_ARGS)

@@ -1,18 +1,21 @@
 #!/bin/sh
 # Serve a checkpoint while a training run in the background may replace it (`make serve` without a GPU).
 #
-#   serve_while_training.sh CHECKPOINT "SERVE ARGS" TRAINER ARGS...
+#   serve_while_training.sh CHECKPOINT HOST PORT TRAINER ARGS...
 #
 # The trainer runs through train_if_missing.sh, so it trains only over a first stand-in (--recipe cpu-first)
-# and exits at once otherwise; the service polls the file (ALEXNET_CHECKPOINT_POLL_S, 10 s here unless set) and
+# and exits at once otherwise. It starts once the service answers, so that the speed its first steps measure
+# (a time budget's) is not the service's start-up's; the service polls the file (ALEXNET_CHECKPOINT_POLL_S, 10 s here unless set) and
 # takes the new checkpoint without a restart when the trainer writes it. When the service stops (Ctrl-C), the
 # trainer is stopped with SIGTERM, which saves its state: the next `make serve` resumes it.
 # alexnet-serve and python are looked up on PATH (the Makefile puts its venv's bin first).
 set -eu
 
-checkpoint="${1:?usage: serve_while_training.sh CHECKPOINT \"SERVE ARGS\" TRAINER ARGS...}"
-serve_args="${2-}"
-shift 2
+usage="usage: serve_while_training.sh CHECKPOINT HOST PORT TRAINER ARGS..."
+checkpoint="${1:?$usage}"
+host="${2:?$usage}"
+port="${3:?$usage}"
+shift 3
 
 here="$(cd "$(dirname "$0")" && pwd)"
 trainer=
@@ -27,10 +30,18 @@ trap stop_trainer EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ALEXNET_CHECKPOINT="$checkpoint" "$here/train_if_missing.sh" "$@" &
+# Waits (at most 5 minutes) for the service's liveness, then trains.
+(
+    python -c 'import sys, time, urllib.request
+for _ in range(600):
+    try:
+        urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/health/live", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.5)' "$host" "$port"
+    ALEXNET_CHECKPOINT="$checkpoint" exec "$here/train_if_missing.sh" "$@"
+) &
 trainer=$!
 
 export ALEXNET_CHECKPOINT_POLL_S="${ALEXNET_CHECKPOINT_POLL_S:-10}"
-# $serve_args is split on spaces on purpose: --host H --port P.
-# shellcheck disable=SC2086
-alexnet-serve --checkpoint "$checkpoint" $serve_args
+alexnet-serve --checkpoint "$checkpoint" --host "$host" --port "$port"

@@ -53,7 +53,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # does not use, to keep the end of the run short.
     "cpu": {
         "input_size": 64,
-        "time_budget_s": 540.0,
+        "time_budget_s": 420.0,
         "batch_size": 128,
         "lr": 0.02,
         "dropout": 0.0,
@@ -170,7 +170,7 @@ class TrainConfig:
         "default",
         "default: the fast, accurate recipe; seed: the guide's recipe "
         "(Adam 1e-3, batch 64, 5 epochs); cpu: a short CPU stand-in to have something to serve "
-        "(64 px, batch 128, lr 0.02, sized to 9 minutes of training on this machine); cpu-first: a first "
+        "(64 px, batch 128, lr 0.02, sized to 7 minutes of training on this machine); cpu-first: a first "
         "stand-in in 40 s of training, served while cpu trains (make serve without a GPU)",
         choices=tuple(RECIPES),
     )

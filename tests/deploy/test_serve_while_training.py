@@ -143,7 +143,8 @@ def test_ctrl_c_stops_the_background_training_with_its_state_saved(
     command = [
         str(REPO / "scripts" / "serve_while_training.sh"),
         str(checkpoint),
-        f"--port {port}",
+        "127.0.0.1",
+        str(port),
         "--recipe",
         "cpu",
         "--epochs",

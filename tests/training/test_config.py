@@ -34,7 +34,7 @@ def test_the_cpu_recipe_is_the_stand_in_and_flags_override_it() -> None:
     cpu = parse_args(["--recipe", "cpu"])
     # Sized by its time budget on the machine, the automatic validation share.
     assert (cpu.input_size, cpu.train_subset, cpu.val_size, cpu.batch_size, cpu.lr) == (64, None, None, 128, 0.02)
-    assert cpu.time_budget_s == 540
+    assert cpu.time_budget_s == 420
     assert cpu.optimizer == "sgd" and cpu.ema_decay > 0  # otherwise the default recipe
     by_hand = parse_args(["--recipe", "cpu", "--epochs", "8"])  # sizes given by hand replace the budget
     assert (by_hand.epochs, by_hand.time_budget_s) == (8, None)
