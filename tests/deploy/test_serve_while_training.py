@@ -21,7 +21,6 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from tests.app.helpers import png
 from tests.deploy.test_makefile import checkpoints, fake_venv
 from tests.helpers import REPO
-from tests.training.helpers import learnable_split, write_image_folder
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
@@ -36,18 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("images")
-    write_image_folder(root, "train", learnable_split(48, seed=1))
-    write_image_folder(root, "test", learnable_split(8, seed=2))
-    return root
-
-
-def start_make_serve(tmp_path: Path, images: Path, replacement_epochs: int) -> tuple[subprocess.Popen[str], str, Path]:
+def start_make_serve(
+    tmp_path: Path, learnable_folder: Path, replacement_epochs: int
+) -> tuple[subprocess.Popen[str], str, Path]:
     venv, names = fake_venv(tmp_path), checkpoints(tmp_path)
     port = free_port()
-    args = f"--data-dir {images} {SMALL}"
+    args = f"--data-dir {learnable_folder} {SMALL}"
     command = [
         "make",
         "-C",
@@ -100,8 +93,8 @@ def group_is_gone(process: subprocess.Popen[str]) -> bool:
     return False
 
 
-def test_a_first_stand_in_is_served_then_replaced_without_a_restart(tmp_path: Path, images: Path) -> None:
-    process, base, checkpoint = start_make_serve(tmp_path, images, replacement_epochs=2)
+def test_a_first_stand_in_is_served_then_replaced_without_a_restart(tmp_path: Path, learnable_folder: Path) -> None:
+    process, base, checkpoint = start_make_serve(tmp_path, learnable_folder, replacement_epochs=2)
     try:
         first = served_model(base, time.monotonic() + 240, process)
         assert first["config"]["recipe"] == "cpu-first" and first["model"]["stand_in"]
@@ -126,7 +119,7 @@ def test_a_first_stand_in_is_served_then_replaced_without_a_restart(tmp_path: Pa
 
 
 def test_ctrl_c_stops_the_background_training_with_its_state_saved(
-    tmp_path: Path, images: Path, tiny_checkpoint: Path
+    tmp_path: Path, learnable_folder: Path, tiny_checkpoint: Path
 ) -> None:
     # The script alone, over a first stand-in already there (what make serve runs once it has one).
     checkpoint = tmp_path / "stand-in.safetensors"
@@ -152,7 +145,7 @@ def test_ctrl_c_stops_the_background_training_with_its_state_saved(
         "--save-every-s",
         "0",
         "--data-dir",
-        str(images),
+        str(learnable_folder),
         *SMALL.split(),
     ]
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}

@@ -7,18 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.training.helpers import learnable_split, tiny_config, write_image_folder
+from tests.training.helpers import tiny_config
 from training.config import TrainConfig
 from training.train import main
-
-
-@pytest.fixture(scope="session")
-def learnable_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An image folder of a learnable 4-class problem: 48 train images per class, 8 test images per class."""
-    root = tmp_path_factory.mktemp("images")
-    write_image_folder(root, "train", learnable_split(48, seed=1))
-    write_image_folder(root, "test", learnable_split(8, seed=2))
-    return root
 
 
 @pytest.fixture(scope="session")
