@@ -86,6 +86,9 @@ finish() {  # on exit, normal or not: nothing left running, the last summary and
     kill_step_processes "$TAG-.*"
     summarise
     echo "=== results in $OUT: $(find "$OUT" -maxdepth 1 -type f -printf '%f ')"
+    # The work folder (about 1.8 GB on the CPU rehearsal: data, checkpoints, installs) is in the archive but
+    # for its checkpoints; left behind, every run filled /tmp further. GPU_CHECK_KEEP_WORK=1 keeps it.
+    [ -n "${GPU_CHECK_KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap finish EXIT
 trap 'exit 143' TERM INT
