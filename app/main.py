@@ -126,7 +126,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         plan.threads or "default",
         plan.lone_threads or "default",
     )
-    warm_up = asyncio.create_task(_warm_up(state, model_pool, plan.workers, warmup_sizes(largest)))
+    warm_up = asyncio.create_task(_warm_up(state, model_pool, warmup_sizes(largest)))
     app.state.loader = loader = ModelLoader(state, model_pool, warmup_sizes(largest))
     state.metrics.model_version.set(1)
     stop_watching = watch_for_new_checkpoints(loader, settings.checkpoint_poll_s)
@@ -180,14 +180,12 @@ def _load(settings: Settings, metrics: Metrics) -> Predictor:
     return predictor
 
 
-async def _warm_up(state: ServiceState, pool: ModelThreads, workers: int, sizes: list[int]) -> None:
-    """Warm-up passes in every model thread (submitted together, each goes to a different one), then report
-    ready (or failed, with the reason)."""
+async def _warm_up(state: ServiceState, pool: ModelThreads, sizes: list[int]) -> None:
+    """Warm-up passes in every model thread, then report ready (or failed, with the reason)."""
     predictor = state.predictor
     assert predictor is not None
-    loop = asyncio.get_running_loop()
     try:
-        seconds = await asyncio.gather(*(loop.run_in_executor(pool, predictor.warm_up, sizes) for _ in range(workers)))
+        seconds = await pool.on_every_thread(predictor.warm_up, sizes)
     except Exception as exc:
         logger.exception("warm-up failed; the service stays not ready")
         state.set_status("failed", f"warm-up failed: {exc}")

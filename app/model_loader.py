@@ -106,7 +106,6 @@ class ModelLoader:
         settings, serving = self.state.settings, self.state.predictor
         assert serving is not None
         version = serving.info.version + 1
-        loop = asyncio.get_running_loop()
         try:
             predictor = await asyncio.to_thread(
                 Predictor.load, path, settings.device, settings.precision, settings.ood_threshold, version
@@ -123,10 +122,7 @@ class ModelLoader:
                 f"{path.name} reads {predictor.source_size}-pixel images, not "
                 f"{serving.source_size} as the served model does"
             )
-        workers = self.pool.plan.workers
-        await asyncio.gather(
-            *(loop.run_in_executor(self.pool, predictor.warm_up, self.warmup_sizes) for _ in range(workers))
-        )
+        await self.pool.on_every_thread(predictor.warm_up, self.warmup_sizes)
         return predictor
 
     async def reload(self, why: str) -> None:

@@ -86,6 +86,12 @@ class ModelThreads(Executor):
         threads = self.plan.threads if others else self.plan.lone_threads
         return await asyncio.wrap_future(self.submit(_with_threads, threads, fn, *args))
 
+    async def on_every_thread(self, fn: Callable[..., Any], /, *args: Any) -> list[Any]:
+        """On the event loop: ``fn(*args)`` once in each model thread (warm-ups), submitted together so that
+        ``submit`` gives each call a different thread; their results."""
+        calls = (asyncio.wrap_future(self.submit(fn, *args)) for _ in range(self.plan.workers))
+        return list(await asyncio.gather(*calls))
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         with self._lock:
             index = self._busy.index(min(self._busy))  # the first free thread; if none, the first least busy
