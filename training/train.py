@@ -15,6 +15,7 @@ normalised by ``models.Preprocess``. No per-image Python in the loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ def training_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype 
     return torch.bfloat16 if cpu_bf16 and native_cpu_bf16() else None
 
 
+@functools.cache  # asked at every step; the hardware does not change
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); torch's own probes, private ones."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -421,7 +423,8 @@ def _saved_config(config: TrainConfig) -> dict[str, Any] | None:
     if not (config.resume and path.is_file()):
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
+        # mmap: only the small config is read, not the ~0.7 GB of tensors that resuming reads anyway
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["config"]
     except Exception:
         return None
     budget_chose = {"epochs", "train_subset"}

@@ -109,8 +109,9 @@ async def server_ready(request: Request) -> JSONResponse:
 
 
 def _model_ready(request: Request, name: str, version: str | None) -> JSONResponse:
-    check_model(name, version, service_state(request))
-    ready = _ready(service_state(request))
+    state = service_state(request)
+    check_model(name, version, state)
+    ready = _ready(state)
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
 
@@ -125,8 +126,9 @@ async def model_version_ready(request: Request, name: str, version: str) -> JSON
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    check_model(name, version, service_state(request))
-    predictor = service_state(request).predictor
+    state = service_state(request)
+    check_model(name, version, state)
+    predictor = state.predictor
     if predictor is None:
         raise NotReady("not ready: the model is not loaded yet")
     s, classes = predictor.source_size, len(predictor.classes)
@@ -141,7 +143,7 @@ def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any
         ]
     return {
         "name": MODEL_NAME,
-        "versions": [serving_version(service_state(request))],
+        "versions": [serving_version(state)],
         "platform": PLATFORM,
         # Alternatives: a request sends exactly one of them
         "inputs": [
@@ -174,8 +176,8 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    check_model(name, version, service_state(request))
     state = service_state(request)
+    check_model(name, version, state)
     predictor = ready_predictor(state)  # 503 before the model is ready, as /predict
     settings = state.settings
     limits = Limits(settings.max_files, settings.max_file_bytes, predictor.source_size)
