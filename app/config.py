@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         10.0, gt=0, description="a connection that has not sent a whole request head after this long is closed (s)"
     )
+    hold_after_429: bool = Field(
+        True,
+        description="after a 429 at the door, read nothing more from that connection until its Retry-After has "
+        "passed (throttles clients that retry at once); off behind a proxy whose upstream connections carry "
+        "other clients' requests",
+    )
     max_connections: int = Field(
         4096, ge=1, description="open connections plus requests in progress; beyond it new requests get 503"
     )

@@ -11,31 +11,44 @@ sampled. Then: how soon full throughput returns after the load drops, and a soak
 What counts: every request's status (200, 429, 504, other 5xx, connection errors), the 200s' latency
 against the deadline, the slowest /health/live, the server's RSS over time. Written to
 docs/reliability/overload.json; docs/reliability.md quotes it.
+
+    python -m verification.overload --storm --hold both --rounds 3   # retry storms, before/after (about 4 minutes)
+
+``--storm``: a retry storm instead (verification/storm.py): ``--clients`` keep-alive clients that send the same
+request again ``--retry-ms`` after each 429 (or as told, ``--honour-retry-after``), ``--polite`` clients that
+wait as told beside them, for ``--seconds``; capacity measured first at 32 well-behaved clients, the goodput
+reported as a share of it. ``--hold both`` interleaves fresh services with ``ALEXNET_HOLD_AFTER_429`` off and
+on; ``--attach PORT`` storms whatever listens there (nginx in front of replicas: verification/lb_check.sh
+--storm). Written to docs/reliability/storm.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.loadgen import LoadSpec, build_requests, event_loop_runner, read_full_response, run_load
+from benchmarks.loadgen import LoadSpec, build_requests, event_loop_runner, run_load
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import make_uploads, multipart_body
 from benchmarks.servers.catalog import service_spec
-from benchmarks.servers.launch import LOOPBACK, start_server
+from benchmarks.servers.launch import LOOPBACK, RunningServer, start_server
 from benchmarks.stats import percentile
 from models.checkpoint import save_random_checkpoint
+from verification.probes import memory_summary, one_request, sample_memory, slowest_get
+from verification.storm import StormSpec, storm, storm_result
 
 RUN = event_loop_runner()  # uvloop where installed: the client costs the shared cores less
 OUTPUT = Path("docs/reliability/overload.json")
-PROBE_EVERY_S = 0.2
+STORM_OUTPUT = Path("docs/reliability/storm.json")
 
 
 @dataclass
@@ -53,52 +66,10 @@ class Phase:
     retry_after_s: list[int] = field(default_factory=list)
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def one_request(port: int, request: bytes, timeout_s: float) -> tuple[str, float, int | None]:
-    """(status or error kind, seconds, Retry-After) of one request on a connection of its own."""
-    start = time.monotonic()
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, port), timeout_s)
-        try:
-            writer.write(request)
-            status, headers, _ = await asyncio.wait_for(read_full_response(reader), timeout_s)
-        finally:
-            writer.close()
-    except TimeoutError:
-        return "client-timeout", time.monotonic() - start, None
-    except (OSError, asyncio.IncompleteReadError, ValueError):
-        return "connection", time.monotonic() - start, None
-    retry = headers.get("retry-after")
-    return str(status), time.monotonic() - start, int(retry) if retry else None
-
-
-async def probe_live(port: int, stop: asyncio.Event) -> float:
-    """The slowest GET /health/live, in seconds, while the load runs."""
-    request = f"GET /health/live HTTP/1.1\r\nHost: {LOOPBACK}\r\n\r\n".encode()
-    slowest = 0.0
-    while not stop.is_set():
-        status, seconds, _ = await one_request(port, request, 10)
-        slowest = max(slowest, seconds if status == "200" else float("inf"))
-        await asyncio.sleep(PROBE_EVERY_S)
-    return slowest
-
-
-async def sample_memory(pid: int, stop: asyncio.Event, into: list[float]) -> None:
-    while not stop.is_set():
-        into.append(rss_mib(pid))
-        await asyncio.sleep(0.5)
-
-
 async def open_loop(phase: Phase, port: int, pid: int, requests: list[bytes], timeout_s: float) -> Phase:
     """Send ``rate_per_s`` requests a second for ``seconds``, whatever the answers; collect everything."""
     stop, memory = asyncio.Event(), []
-    probe = asyncio.create_task(probe_live(port, stop))
+    probe = asyncio.create_task(slowest_get(port, "/health/live", stop))
     sampler = asyncio.create_task(sample_memory(pid, stop, memory))
     tasks, start = [], time.monotonic()
     for index in range(int(phase.rate_per_s * phase.seconds)):
@@ -117,7 +88,7 @@ def summarize_phase(phase: Phase, results: list[tuple[str, float, int | None]], 
         seconds = [s for code, s, _ in results if code == status]
         into.update({q: 1000 * percentile(seconds, p) for q, p in (("p50", 50), ("p99", 99), ("max", 100))})
     phase.retry_after_s = sorted({r for code, _, r in results if code == "429" and r is not None})
-    phase.rss_mib = {"start": memory[0], "max": max(memory), "end": memory[-1]} if memory else {}
+    phase.rss_mib = memory_summary(memory)
     return phase
 
 
@@ -149,38 +120,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m verification.overload", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to serve (default: random, serving size)")
     parser.add_argument("--deadline", type=float, default=2.0, help="ALEXNET_REQUEST_TIMEOUT_S (s)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each overload level (s)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each overload level or storm (s)")
     parser.add_argument("--soak-s", type=float, default=180.0, help="length of the soak at 5x (s; 0: none)")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--output", type=Path, help=f"default: {OUTPUT}, with --storm {STORM_OUTPUT}")
+    storm = parser.add_argument_group("retry storm (--storm): keep-alive clients retrying soon after each 429")
+    storm.add_argument("--storm", action="store_true", help="run storms instead of the fixed-rate levels")
+    storm.add_argument("--clients", type=int, default=StormSpec.clients, help="storming clients")
+    storm.add_argument("--retry-ms", type=float, default=StormSpec.retry_ms, help="how soon they retry a 429 (ms)")
+    storm.add_argument("--honour-retry-after", action="store_true", help="the storming clients wait as told")
+    storm.add_argument("--polite", type=int, default=StormSpec.polite, help="clients that always honour Retry-After")
+    hold_help = "ALEXNET_HOLD_AFTER_429 of the service it starts; both: off, then on, in each round"
+    storm.add_argument("--hold", choices=("on", "off", "both"), default="on", help=hold_help)
+    storm.add_argument("--rounds", type=int, default=1, help="storms per setting of --hold, interleaved")
+    storm.add_argument("--capacity-s", type=float, default=6.0, help="capacity measurement at 32 clients (s)")
+    storm.add_argument("--attach", type=int, metavar="PORT", help="storm what listens on 127.0.0.1:PORT (no start)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        checkpoint = args.checkpoint or save_random_checkpoint(Path(scratch) / "random.safetensors", with_rule=True)
-        env = {
-            "ALEXNET_CHECKPOINT": str(checkpoint),
-            "ALEXNET_DEVICE": "cpu",
-            "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline),
-        }
-        spec = service_spec(sys.executable, env)
-        with start_server(spec, Path(scratch) / "server.log") as server:
-            result = run_levels(args, server.port, server.process.pid)
+        if args.storm:
+            result = storm_rounds(args, Path(scratch))
+        else:
+            with serving(args, Path(scratch)) as server:
+                result = run_levels(args, server.port, server.process.pid)
     result["machine"] = describe_machine("cpu")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    output = args.output or (STORM_OUTPUT if args.storm else OUTPUT)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 
 
-def run_levels(args: argparse.Namespace, port: int, pid: int) -> dict:
+@contextlib.contextmanager
+def serving(args: argparse.Namespace, scratch: Path, settings: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """``alexnet-serve`` on a free port with the run's checkpoint and deadline (and ``settings``)."""
+    checkpoint = args.checkpoint or scratch / "random.safetensors"
+    if not checkpoint.exists():
+        save_random_checkpoint(checkpoint, with_rule=True)
+    env = {
+        "ALEXNET_CHECKPOINT": str(checkpoint),
+        "ALEXNET_DEVICE": "cpu",
+        "ALEXNET_REQUEST_TIMEOUT_S": str(args.deadline),
+        **(settings or {}),
+    }
+    with start_server(service_spec(sys.executable, env), scratch / "server.log") as server:
+        yield server
+
+
+def measure_capacity(port: int, seconds: float = 6.0) -> tuple[float, list[bytes]]:
+    """Images (= requests) per second at 32 keep-alive clients, and the one-image requests every run sends."""
     uploads = make_uploads("cifar", 64)
     bodies = tuple(multipart_body([u])[0] for u in uploads)
     content_type = multipart_body(uploads[:1])[1]
-    spec = LoadSpec(LOOPBACK, port, bodies, content_type, 1, concurrency=32, warmup_s=2, duration_s=6)
-    capacity = run_load(spec).summary.images_per_s
-    requests = build_requests(spec)
+    spec = LoadSpec(LOOPBACK, port, bodies, content_type, 1, concurrency=32, warmup_s=2, duration_s=seconds)
+    return run_load(spec).summary.images_per_s, build_requests(spec)
+
+
+def run_levels(args: argparse.Namespace, port: int, pid: int) -> dict:
+    capacity, requests = measure_capacity(port)
     quiet_per_s = len(RUN(closed_loop(port, requests, 3))) / 3  # as recovery is measured
     timeout = args.deadline + 30  # a client gives up far later than the service's deadline: lost answers show
     phases = []
@@ -197,6 +196,29 @@ def run_levels(args: argparse.Namespace, port: int, pid: int) -> dict:
         "quiet_rate_new_connections_per_s": quiet_per_s,
         "phases": [asdict(p) for p in phases],
     }
+
+
+def storm_rounds(args: argparse.Namespace, scratch: Path) -> dict:
+    """``--rounds`` storms per ``--hold`` setting, interleaved (off, on, off, on, ...), each on a fresh service."""
+    spec = StormSpec(args.clients, args.retry_ms, args.honour_retry_after, args.polite, args.seconds)
+    holds = {"on": ("true",), "off": ("false",), "both": ("false", "true")}[args.hold]
+    runs = []
+    for round_number in range(1, args.rounds + 1):
+        for hold in holds if args.attach is None else ("as configured",):
+            if args.attach is not None:
+                result = storm_once(args.attach, None, spec, args.capacity_s)
+            else:
+                with serving(args, scratch, {"ALEXNET_HOLD_AFTER_429": hold}) as server:
+                    result = storm_once(server.port, server.process.pid, spec, args.capacity_s)
+            runs.append({"round": round_number, "hold_after_429": hold, **result})
+            print(json.dumps(runs[-1]), flush=True)
+    return {"deadline_s": args.deadline, "runs": runs}
+
+
+def storm_once(port: int, pid: int | None, spec: StormSpec, capacity_s: float) -> dict:
+    capacity, requests = measure_capacity(port, capacity_s)
+    storming, polite, seen = RUN(storm(port, pid, requests, spec))
+    return storm_result(spec, capacity, storming, polite, seen)
 
 
 if __name__ == "__main__":
