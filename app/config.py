@@ -68,8 +68,7 @@ class Settings(BaseSettings):
     hold_after_429: bool = Field(
         True,
         description="after a 429 at the door, read nothing more from that connection until its Retry-After has "
-        "passed (throttles clients that retry at once); off behind a proxy whose upstream connections carry "
-        "other clients' requests",
+        "passed: clients that retry at once wait in TCP instead of taking the cores",
     )
     max_connections: int = Field(
         4096, ge=1, description="open connections plus requests in progress; beyond it new requests get 503"

@@ -5,9 +5,15 @@
 # upstream that is down.
 #
 #   verification/lb_check.sh       # uses `python` from PATH, with the project installed (e.g. .venv)
+#   verification/lb_check.sh --storm [ARGS]   # then a retry storm through nginx (about 2 minutes; ARGS go to
+#                                             # `python -m verification.overload --storm --attach PORT`)
+#
+# With --storm the replicas serve a serving-size (224 px) checkpoint with an abstention rule, a 2 s deadline,
+# one torch thread each, and ALEXNET_HOLD_AFTER_429 as this script's environment says (unset: on).
 #
 # Checks: requests spread over both replicas; a request sent to the dead one is retried on another (all
-# answer 200); an upload over the service's body limit gets the service's JSON 413, not nginx's page.
+# answer 200); an upload over the service's body limit gets the service's JSON 413, not nginx's page; a
+# connection sending past the request limits gets nginx's own JSON 429, the health probes never.
 # Limits: Debian's nginx (1.22) predates `resolve` (1.27.3), and compose's DNS names do not exist here, so
 # the config runs with those two things rewritten (`server api:8000 resolve;` -> `server 127.0.0.1:PORT;`);
 # everything else is the file as shipped.
@@ -19,6 +25,8 @@ LB_PORT="${LB_CHECK_PORT:-18200}"
 PORTS=($((LB_PORT + 1)) $((LB_PORT + 2)))
 DEAD_PORT=$((LB_PORT + 3))
 declare -a PIDS=()
+STORM=0
+if [[ "${1:-}" == --storm ]]; then STORM=1 && shift; fi
 
 log() { echo "lb-check: $*"; }
 die() { echo "lb-check: FAILED: $*" >&2; exit 1; }
@@ -38,10 +46,12 @@ unpack_nginx() {
 }
 
 start_replicas() {
-    python -c 'import sys; from models import save_random_checkpoint; save_random_checkpoint(sys.argv[1], input_size=64)' \
-        "$WORK/tiny.safetensors"
+    local size=64 rule=False
+    ((STORM)) && size=224 rule=True && export ALEXNET_REQUEST_TIMEOUT_S=2
+    python -c 'import sys; from models import save_random_checkpoint as save
+save(sys.argv[1], input_size=int(sys.argv[2]), with_rule=sys.argv[3] == "True")' "$WORK/model.safetensors" "$size" "$rule"
     for port in "${PORTS[@]}"; do
-        ALEXNET_CHECKPOINT="$WORK/tiny.safetensors" ALEXNET_DEVICE=cpu ALEXNET_TORCH_THREADS=1 \
+        ALEXNET_CHECKPOINT="$WORK/model.safetensors" ALEXNET_DEVICE=cpu ALEXNET_TORCH_THREADS=1 \
             python -m app --host 127.0.0.1 --port "$port" --log-level warning --no-access-log \
             >"$WORK/replica-$port.log" 2>&1 &
         PIDS+=($!)
@@ -63,7 +73,8 @@ start_nginx() {
 pid $run/nginx.pid;
 error_log $run/error.log;
 daemon off;
-events {}
+worker_processes auto;
+events { worker_connections 1024; }  # the nginx image's defaults (Debian's are 768)
 http {
     log_format upstream "\$status \$upstream_addr";
     access_log $run/access.log upstream;
@@ -108,9 +119,35 @@ check_body_limit() {
     log "40 MB upload -> 413 from the service: $(cat "$WORK/big.json")"
 }
 
+check_request_limits() {
+    # 400 requests as fast as one keep-alive connection sends them: past the per-connection rate and burst, nginx
+    # itself answers 429 in the API's shape; the health probes are never limited.
+    python3 -c 'import http.client, json, sys
+connection = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+refused = None
+for _ in range(400):
+    connection.request("GET", "/no-such-path")
+    response = connection.getresponse()
+    body = response.read()
+    if response.status == 429:
+        refused = response
+        assert json.loads(body)["detail"], body
+        assert response.getheader("Retry-After") == "1", response.getheaders()
+        break
+assert refused is not None, "400 requests on one connection and no 429 from nginx"
+connection.request("GET", "/health/live")
+assert connection.getresponse().status == 200, "/health/live limited"' "$LB_PORT" || die "nginx request limits"
+    log "requests past the per-connection limit -> nginx's JSON 429 with Retry-After; /health/live not limited"
+}
+
 unpack_nginx
 start_replicas
 start_nginx
 check_balancing
 check_body_limit
+check_request_limits
 log "OK"
+if ((STORM)); then
+    log "retry storm through nginx on $LB_PORT (ALEXNET_HOLD_AFTER_429=${ALEXNET_HOLD_AFTER_429:-true} on the replicas)"
+    python -m verification.overload --storm --attach "$LB_PORT" "$@"
+fi
