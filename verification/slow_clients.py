@@ -31,7 +31,7 @@ from benchmarks.servers.catalog import service_spec
 from benchmarks.servers.launch import LOOPBACK, start_server
 from benchmarks.stats import percentile
 from models.checkpoint import save_random_checkpoint
-from verification.overload import rss_mib
+from verification.probes import rss_mib
 
 OUTPUT = Path("docs/reliability/slow_clients.json")
 IN_HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le"

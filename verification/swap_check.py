@@ -29,7 +29,7 @@ from benchmarks.servers.catalog import service_spec
 from benchmarks.servers.launch import LOOPBACK, start_server
 from models import save_random_checkpoint
 from training.logs import configure_logging
-from verification.overload import rss_mib
+from verification.probes import rss_mib
 
 logger = logging.getLogger(__name__)
 FILES = ("a.safetensors", "b.safetensors")
