@@ -9,12 +9,8 @@ connection's start (or from the previous response, on a kept-alive connection) t
 route that reads it (``app.uploads``). The shipped nginx configuration enforces the same at the edge
 (deploy/nginx/alexnet.conf: client_header_timeout, client_body_timeout, large_client_header_buffers).
 
-A third addition throttles clients that retry a 429 at once on the same connection (a retry storm): when the
-app marks a response with ``HOLD_READING_S`` in its scope (the door does, with the ``Retry-After`` it sent),
-the connection is not read again until those seconds have passed. The client's next request waits in the
-kernel's socket buffer, then TCP's window, at no CPU cost to the service; a client that honours
-``Retry-After`` never notices. uvicorn's keep-alive timer is stopped for the hold and started again after it,
-so a request sent during the hold is read, not dropped with the connection (docs/reliability.md, "Retry storms").
+What becomes of a connection after a request answered before its body was read (the hold of a refused one
+included) is app/early_answers.py's, which this protocol extends.
 """
 
 from __future__ import annotations
@@ -27,9 +23,9 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings
+from app.early_answers import EarlyAnswers
 from app.logs import uvicorn_log_config
 
-HOLD_READING_S = "alexnet.hold_reading_s"  # scope key: seconds to leave the connection unread after this response
 MAX_HEAD_BYTES = 64 * 1024  # nginx's default large_client_header_buffers is 4 x 8 KiB; leave room past a proxy
 
 
@@ -45,11 +41,10 @@ HEAD_TOO_LARGE = _head_too_large()
 def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with a deadline and a size cap on each request head (``Config(http=...)``)."""
 
-    class GuardedHttpTools(HttpToolsProtocol):
+    class GuardedHttpTools(EarlyAnswers):
         _head_timer: asyncio.TimerHandle | None = None
         _head_pending = False  # a head has begun (or the connection is new) and has not ended yet
         _head_bytes = 0
-        _hold_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -78,40 +73,9 @@ def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
             self._stop_waiting()
             super().on_headers_complete()
 
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            # The rest of a body that came after its answer (the door's 429 and the key check's 401 answer
-            # after the head): its bytes cancelled uvicorn's keep-alive timer, and uvicorn does not start it
-            # again, so the idle connection would stay open for good.
-            idle = self.cycle is not None and self.cycle.response_complete and not self.pipeline
-            if idle and self.timeout_keep_alive_task is None and not self.transport.is_closing():
-                self._await_next_request()
-
-        def on_response_complete(self) -> None:
-            hold_s = self.scope.get(HOLD_READING_S)
-            super().on_response_complete()
-            # Not with pipelined requests waiting: they are already read, and uvicorn has just started the next.
-            if hold_s and not self.pipeline and not self.transport.is_closing():
-                self._unset_keepalive_if_required()  # its timer would close the connection with a request unread
-                self.flow.pause_reading()
-                self._hold_timer = self.loop.call_later(hold_s, self._end_hold)
-
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_waiting()
-            if self._hold_timer is not None:
-                self._hold_timer.cancel()
             super().connection_lost(exc)
-
-        def _end_hold(self) -> None:
-            self._hold_timer = None
-            if not self.transport.is_closing():
-                self._await_next_request()  # first: what the client sent meanwhile may arrive within resume_reading
-                self.flow.resume_reading()
-
-        def _await_next_request(self) -> None:
-            """uvicorn's keep-alive timer, as it starts it after a response: closes the connection if it stays idle."""
-            handler = self.timeout_keep_alive_handler
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, handler)
 
         def _await_head(self) -> None:
             self._head_pending, self._head_bytes = True, 0

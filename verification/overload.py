@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -122,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=2.0, help="ALEXNET_REQUEST_TIMEOUT_S (s)")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each overload level or storm (s)")
     parser.add_argument("--soak-s", type=float, default=180.0, help="length of the soak at 5x (s; 0: none)")
-    parser.add_argument("--output", type=Path, help=f"default: {OUTPUT}, with --storm {STORM_OUTPUT}")
+    parser.add_argument("--output", type=Path, help=f"default: {OUTPUT}; --storm: {STORM_OUTPUT}; --attach: none")
     storm = parser.add_argument_group("retry storm (--storm): keep-alive clients retrying soon after each 429")
     storm.add_argument("--storm", action="store_true", help="run storms instead of the fixed-rate levels")
     storm.add_argument("--clients", type=int, default=StormSpec.clients, help="storming clients")
@@ -146,9 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
             with serving(args, Path(scratch)) as server:
                 result = run_levels(args, server.port, server.process.pid)
     result["machine"] = describe_machine("cpu")
-    output = args.output or (STORM_OUTPUT if args.storm else OUTPUT)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    output = args.output or (None if args.attach is not None else STORM_OUTPUT if args.storm else OUTPUT)
+    if output is not None:  # a storm of something else (--attach) is written only where asked
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 
@@ -204,7 +206,9 @@ def storm_rounds(args: argparse.Namespace, scratch: Path) -> dict:
     holds = {"on": ("true",), "off": ("false",), "both": ("false", "true")}[args.hold]
     runs = []
     for round_number in range(1, args.rounds + 1):
-        for hold in holds if args.attach is None else ("as configured",):
+        # Attached: what the server was started with, when this environment passed it on (verification/lb_check.sh)
+        attached = (os.environ.get("ALEXNET_HOLD_AFTER_429", "true (default)"),)
+        for hold in holds if args.attach is None else attached:
             if args.attach is not None:
                 result = storm_once(args.attach, None, spec, args.capacity_s)
             else:

@@ -282,8 +282,9 @@ def test_the_door_sheds_oip_infer_with_the_oip_body() -> None:
         async def send(message: dict) -> None:
             sent.append(message)
 
-        state = SimpleNamespace(batcher=Overloaded(), settings=SimpleNamespace(request_timeout_s=1.0))
-        await ShedAtTheDoor(inner, state)({"type": "http", "method": "POST", "path": path}, None, send)  # type: ignore[arg-type]
+        settings = SimpleNamespace(request_timeout_s=1.0, hold_after_429=True)
+        scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+        await ShedAtTheDoor(inner, SimpleNamespace(batcher=Overloaded(), settings=settings))(scope, None, send)  # type: ignore[arg-type]
         return sent
 
     oip, predict = asyncio.run(shed(INFER)), asyncio.run(shed("/predict"))
