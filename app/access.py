@@ -87,7 +87,7 @@ class RequireApiKey:
         # Only the key's hash is kept and compared: comparing fixed-size digests in constant time
         # (hmac.compare_digest) tells a guesser neither how much of the key matched nor its length.
         # (A SecretStr, not the str: Starlette keeps middleware arguments, and their repr, on the app.)
-        self.digest = hashlib.sha256(key.get_secret_value().encode()).digest()
+        self.digest = key_digest(key)
         self.is_open = is_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,12 +96,21 @@ class RequireApiKey:
             await self.app(scope, receive, send)
             return
         presented = presented_keys(scope["headers"])
-        if any(hmac.compare_digest(hashlib.sha256(key).digest(), self.digest) for key in presented):
+        if valid_key(presented, self.digest):
             await self.app(scope, receive, send)
             return
         # The body is never read: a client without the key cannot make the service parse an upload.
         challenge = f'{REALM}, error="invalid_token"' if presented else REALM
         await send_error(send, Unauthorized(INVALID if presented else MISSING, challenge))
+
+
+def key_digest(key: SecretStr) -> bytes:
+    return hashlib.sha256(key.get_secret_value().encode()).digest()
+
+
+def valid_key(presented: Iterable[bytes], digest: bytes) -> bool:
+    """One of the presented keys is the key, compared by digest in constant time."""
+    return any(hmac.compare_digest(hashlib.sha256(key).digest(), digest) for key in presented)
 
 
 def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="CPU threads per forward pass; 0: auto (cores / model_workers)")
     host: str = Field("127.0.0.1", description="alexnet-serve: address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="alexnet-serve: port to listen on")
+    grpc_port: int = Field(
+        0, ge=0, le=65535, description="the Open Inference Protocol over gRPC on this port (same host); 0: off"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     log_format: LogFormat = Field(
         "text", description="text: uvicorn's style; json: every log line one JSON object (time, level, request_id, ...)"

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -41,6 +42,9 @@ from app.predictor import Predictor, warmup_sizes
 from app.request_log import RequestLog
 from app.routes import health, metrics, model, oip, page, predict, repository
 from models import CheckpointError, DeviceError
+
+if TYPE_CHECKING:
+    import grpc
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +108,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.service
     settings = state.settings
     state.predictor = predictor = _load(settings, state.metrics)
+    # Before the pools and the batcher: a port it cannot have stops start-up with nothing else to undo. Until the
+    # model is warmed up, its inference calls answer UNAVAILABLE, as REST's 503.
+    grpc_server = await _start_grpc(app, settings) if settings.grpc_port else None
     plan = plan_threads(settings, predictor.device)
     model_pool = ModelThreads(plan)
     state.decode_pool = ThreadPoolExecutor(settings.decode_threads, "alexnet-decode")
@@ -135,11 +142,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.set_status("stopping", "shutting down")
         stop_watching()
+        if grpc_server is not None:
+            await grpc_server.stop(settings.request_timeout_s)  # refuses new calls; those under way finish
         await warm_up
         await state.batcher.stop()  # in-flight requests are done by now; this finishes anything left queued
         model_pool.shutdown()
         state.decode_pool.shutdown()
         logger.info("stopped")
+
+
+async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server | None:
+    try:  # imported only when asked for: grpcio, protobuf and the generated code are the gRPC extra's
+        from app.grpc_server import start_grpc
+
+        return await start_grpc(app, settings)
+    except ImportError as exc:
+        reason = f"ALEXNET_GRPC_PORT needs the gRPC extra (pip install 'alexnet-service[grpc]'): {exc}"
+    except RuntimeError as exc:  # grpc could not listen there
+        reason = str(exc)
+    logger.error("cannot start: %s", reason)
+    raise StartupError(reason)
 
 
 def watch_for_new_checkpoints(loader: ModelLoader, poll_s: float) -> Callable[[], None]:

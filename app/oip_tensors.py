@@ -18,6 +18,7 @@ import binascii
 import json
 import math
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,7 +260,7 @@ def encode_response(head: dict[str, Any], outputs: list[tuple[OutputTensor, bool
     for tensor, binary in outputs:
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.values.shape)}
         if binary:
-            raw = _raw(tensor)
+            raw = raw_bytes(tensor)
             entry["parameters"] = {"binary_data_size": len(raw)}
             tail.append(raw)
         elif tensor.datatype == "BYTES":
@@ -273,7 +274,13 @@ def encode_response(head: dict[str, Any], outputs: list[tuple[OutputTensor, bool
     return header + b"".join(tail), len(header)
 
 
-def _raw(tensor: OutputTensor) -> bytes:
+def raw_bytes(tensor: OutputTensor) -> bytes:
+    """A tensor's data as the binary extension and gRPC's raw contents carry it: little-endian, BYTES prefixed."""
     if tensor.datatype == "BYTES":
-        return b"".join(_LENGTH.pack(len(v)) + v for v in tensor.values.reshape(-1))
+        return length_prefixed(tensor.values.reshape(-1))
     return np.ascontiguousarray(tensor.values, dtype=_DTYPES[tensor.datatype]).tobytes()
+
+
+def length_prefixed(elements: Iterable[bytes]) -> bytes:
+    """BYTES elements as binary data carries them: each a 4-byte little-endian length, then its bytes."""
+    return b"".join(_LENGTH.pack(len(element)) + element for element in elements)

@@ -31,16 +31,18 @@ async def run(
     predictor: Predictor,
     read: Callable[[], Awaitable[Body]],
     prepare: Callable[[Body], Awaitable[tuple[Parsed, np.ndarray]]],
+    timeout_s: float | None = None,
 ) -> tuple[Parsed, np.ndarray]:
     """(what ``prepare`` parsed, the request's rows (n,) from ``predictor``'s passes); a ServiceError on the way.
 
     ``predictor``: the model serving when the request started; it answers the whole request, even if another is
-    loaded meanwhile (app/model_loader.py)."""
+    loaded meanwhile (app/model_loader.py). ``timeout_s``: the request's deadline when shorter than the service's
+    (a gRPC client's own deadline)."""
     settings, batcher = state.settings, state.batcher
     assert batcher is not None  # set with the predictor, before any request is let through
     with batcher.arriving():
         body = await within_body_deadline(read(), settings.body_timeout_s)
-        deadline = asyncio.get_running_loop().time() + settings.request_timeout_s  # the model's deadline
+        deadline = asyncio.get_running_loop().time() + (timeout_s or settings.request_timeout_s)  # the model's
         with batcher.decoding():
             parsed, images = await prepare(body)
     return parsed, await batcher.submit(images, deadline, predictor.outputs)

@@ -126,7 +126,11 @@ async def model_version_ready(request: Request, name: str, version: str) -> JSON
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    state = service_state(request)
+    return metadata_of(service_state(request), name, version)
+
+
+def metadata_of(state: ServiceState, name: str, version: str | None) -> dict[str, Any]:
+    """The model's OIP metadata (REST's JSON; gRPC's message is built from it)."""
     check_model(name, version, state)
     predictor = state.predictor
     if predictor is None:
@@ -191,14 +195,15 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         loop = asyncio.get_running_loop()
         parsed = await loop.run_in_executor(state.decode_pool, parse_request, *parts, limits)
         request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
-        _check_outputs(parsed, predictor)
-        return parsed, await _images(parsed, state, predictor)
+        check_outputs(parsed, predictor)
+        return parsed, await decode_images(parsed, state, predictor)
 
     parsed, rows = await pipeline.run(state, predictor, read, prepare)
     return _answer(parsed, rows, predictor)
 
 
-async def _images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:
+async def decode_images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:
+    """The request's images at the model's source size: its pixels, or its files decoded as /predict's uploads."""
     tensor = parsed.input
     if tensor.pixels is not None:
         return tensor.pixels
@@ -208,7 +213,8 @@ async def _images(parsed: InferRequest, state: ServiceState, predictor: Predicto
     return await decode_uploads(uploads, state.decode_pool, predictor.source_size, state.settings.max_pixels)
 
 
-def _outputs(rows: np.ndarray, predictor: Predictor) -> list[OutputTensor]:
+def output_tensors(rows: np.ndarray, predictor: Predictor) -> list[OutputTensor]:
+    """Every output of the model for the request's rows, in the metadata's order."""
     probabilities = rows["probabilities"]  # (n, C) float32, unrounded
     labels = np.array([predictor.classes[i].encode() for i in probabilities.argmax(axis=1)], dtype=object)
     outputs = [OutputTensor("probabilities", "FP32", probabilities), OutputTensor("labels", "BYTES", labels)]
@@ -227,7 +233,7 @@ def _output_names(predictor: Predictor) -> list[str]:
     return [*names, "confident", "ood_score"] if predictor.info.abstention is not None else names
 
 
-def _check_outputs(parsed: InferRequest, predictor: Predictor) -> None:
+def check_outputs(parsed: InferRequest, predictor: Predictor) -> None:
     """Before the pass: an output this model does not have is the client's mistake, not worth a pass."""
     names = _output_names(predictor)
     unknown = [n for n in parsed.outputs or () if n not in names]
@@ -236,7 +242,7 @@ def _check_outputs(parsed: InferRequest, predictor: Predictor) -> None:
 
 
 def _answer(parsed: InferRequest, rows: np.ndarray, predictor: Predictor) -> Response:
-    available = {t.name: t for t in _outputs(rows, predictor)}
+    available = {t.name: t for t in output_tensors(rows, predictor)}
     if parsed.outputs is None:
         chosen = [(t, parsed.binary_default) for t in available.values()]
     else:

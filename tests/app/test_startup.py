@@ -53,6 +53,20 @@ def test_corrupt_checkpoint_stops_start_up(tmp_path: Path, tiny_checkpoint: Path
     assert str(broken) in line and "cannot start" in line
 
 
+def test_a_grpc_port_in_use_stops_start_up(tiny_checkpoint: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = create_app(service_settings(tiny_checkpoint, grpc_port=taken.getsockname()[1]))
+
+        async def start() -> None:
+            async with app.router.lifespan_context(app):
+                pass
+
+        with pytest.raises(StartupError, match=r"gRPC could not listen on 127\.0\.0\.1:"):
+            asyncio.run(start())
+
+
 def test_unavailable_device_stops_start_up(tiny_checkpoint: Path) -> None:
     import torch
 

@@ -1,0 +1,171 @@
+"""The Open Inference Protocol over gRPC (``ALEXNET_GRPC_PORT``): Triton's and KServe's gRPC clients, unchanged.
+
+The same process and event loop as the REST service, the same door, request pipeline and batcher (a gRPC and
+an HTTP request share forward passes), the same limits and the same words in errors. A ModelInfer message is
+turned into the REST form, the JSON header and binary tail of the binary tensor data extension, and parsed by
+app/oip_tensors.py like any REST request; the outputs go back as ``raw_output_contents``, as Triton answers.
+The wire code is the generated code tritonclient ships (``tritonclient.grpc.service_pb2``, the OIP v2
+``inference`` package); its server side is used here. ServiceErrors become gRPC status codes (``STATUS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from fastapi import FastAPI
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from app import pipeline
+from app.deps import ServiceState, ready_predictor
+from app.errors import BadRequest, ServiceError
+from app.oip_tensors import InferRequest, Limits, length_prefixed, parse_request, raw_bytes
+from app.predictor import MODEL_NAME, Predictor
+from app.routes.oip import (
+    EXTENSIONS,
+    check_model,
+    check_outputs,
+    decode_images,
+    metadata_of,
+    output_tensors,
+)
+
+STATUS = {  # the service's HTTP statuses, as gRPC codes
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The OIP v2 calls the REST side answers; the others stay the generated base's UNIMPLEMENTED."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    @property
+    def state(self) -> ServiceState:
+        return self.app.state.service
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self.state.status == "ready")
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await answered(context, lambda: check_model(request.name, request.version or None, self.state))
+        return pb.ModelReadyResponse(ready=self.state.status == "ready")
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerMetadataResponse(name=self.app.title, version=self.app.version, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        metadata = await answered(context, lambda: metadata_of(self.state, request.name, request.version or None))
+        tensors = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=[tensors(**t) for t in metadata["inputs"]],
+            outputs=[tensors(**t) for t in metadata["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await answered(context, lambda: self._infer(request, context))
+
+    async def _infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        state = self.state
+        check_model(request.model_name, request.model_version or None, state)
+        predictor = ready_predictor(state)
+        time_left = min(state.settings.request_timeout_s, context.time_remaining() or math.inf)
+        assert state.batcher is not None
+        state.batcher.admit_arrival(time_left)  # the door: refused at once if it cannot be answered in time
+        limits = Limits(state.settings.max_files, state.settings.max_file_bytes, predictor.source_size)
+
+        async def read() -> Any:
+            return request  # grpc has received the whole message, within its size limit
+
+        async def prepare(message: Any) -> tuple[InferRequest, np.ndarray]:
+            loop = asyncio.get_running_loop()
+            parsed = await loop.run_in_executor(state.decode_pool, parse_message, message, limits)
+            check_outputs(parsed, predictor)
+            return parsed, await decode_images(parsed, state, predictor)
+
+        parsed, rows = await pipeline.run(state, predictor, read, prepare, time_left)
+        return infer_response(parsed, rows, predictor)
+
+
+async def answered(context: grpc.aio.ServicerContext, call: Callable[[], Any]) -> Any:
+    """``call()``'s result (awaited if it is a coroutine); a ServiceError ends the call with its status and words."""
+    try:
+        result = call()
+        return await result if isinstance(result, Awaitable) else result
+    except ServiceError as exc:
+        retry_after = (exc.headers or {}).get("Retry-After")
+        if retry_after is not None:
+            context.set_trailing_metadata((("retry-after", retry_after),))
+        await context.abort(STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.detail)
+
+
+def parse_message(message: Any, limits: Limits) -> InferRequest:
+    """A ModelInferRequest, checked exactly as the same request over REST (app/oip_tensors.py)."""
+    header, binary = rest_form(message)
+    return parse_request(header, binary, limits)
+
+
+def rest_form(message: Any) -> tuple[bytes, bytes]:
+    """The message as REST's binary tensor data extension: (JSON header, binary tail)."""
+    inputs, tail = [], []
+    for index, tensor in enumerate(message.inputs):
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        raw = message.raw_input_contents[index] if index < len(message.raw_input_contents) else typed_contents(tensor)
+        if raw is not None:
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
+        inputs.append(entry)
+    header: dict[str, Any] = {"inputs": inputs, "parameters": {"binary_data_output": True}}
+    if message.id:
+        header["id"] = message.id
+    if message.outputs:
+        header["outputs"] = [{"name": output.name} for output in message.outputs]
+    return json.dumps(header).encode(), b"".join(tail)
+
+
+def typed_contents(tensor: Any) -> bytes | None:
+    """``contents`` (the typed fields) as raw bytes: BYTES length-prefixed, UINT8 from ``uint_contents``."""
+    contents = tensor.contents
+    if contents.bytes_contents:
+        return length_prefixed(contents.bytes_contents)
+    if contents.uint_contents:
+        values = np.asarray(contents.uint_contents, dtype=np.uint32)
+        if values.max() > 255:
+            raise BadRequest(f"input {tensor.name!r}: UINT8 values must be 0 to 255, got {int(values.max())}")
+        return values.astype(np.uint8).tobytes()
+    return None  # no data: the parser says so, as for REST
+
+
+def infer_response(parsed: InferRequest, rows: np.ndarray, predictor: Predictor) -> Any:
+    available = {tensor.name: tensor for tensor in output_tensors(rows, predictor)}
+    chosen = list(available.values()) if parsed.outputs is None else [available[name] for name in parsed.outputs]
+    response = pb.ModelInferResponse(model_name=MODEL_NAME, model_version=str(predictor.info.version))
+    if parsed.id is not None:
+        response.id = parsed.id
+    for tensor in chosen:
+        response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.values.shape))
+        response.raw_output_contents.append(raw_bytes(tensor))
+    return response

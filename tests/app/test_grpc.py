@@ -1,0 +1,154 @@
+"""The Open Inference Protocol over gRPC (app/grpc_oip.py, app/grpc_server.py): Triton's own gRPC client against the
+real service, its gRPC port beside the HTTP one, in the same process and event loop."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from app.batcher import Batcher
+from app.errors import Overloaded
+from app.uploads import Upload, decode_image
+from tests.app.helpers import LiveServer, encode, picture, png, service_settings
+
+MODEL = "alexnet"
+KEY = "k" * 24
+Live = tuple[LiveServer, triton.InferenceServerClient]  # the service, and a gRPC client of its port
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(tiny_checkpoint: Path) -> Iterator[Live]:
+    port = _free_port()
+    server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port)).start()
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+    yield server, client
+    client.close()
+    server.stop()
+
+
+def _images(*images: bytes) -> triton.InferInput:
+    tensor = triton.InferInput("images", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(list(images), dtype=object))
+    return tensor
+
+
+def test_health_and_metadata(live: Live) -> None:
+    _, grpc = live
+    assert grpc.is_server_live() and grpc.is_server_ready()
+    assert grpc.is_model_ready(MODEL) and grpc.is_model_ready(MODEL, "1")
+    server = grpc.get_server_metadata(as_json=True)
+    assert server["name"] == "alexnet-service" and "binary_tensor_data" in server["extensions"]
+    model = grpc.get_model_metadata(MODEL, as_json=True)
+    assert model["name"] == MODEL and model["versions"] == ["1"] and model["platform"] == "pytorch"
+    shapes = {t["name"]: (t["datatype"], [int(n) for n in t["shape"]]) for t in model["inputs"]}
+    assert shapes == {"images": ("BYTES", [-1]), "pixels": ("UINT8", [-1, 32, 32, 3])}
+    with pytest.raises(InferenceServerException, match="unknown version '2'"):
+        grpc.get_model_metadata(MODEL, "2")
+
+
+def test_images_and_pixels_answer_as_rest(live: Live) -> None:
+    server, grpc = live
+    jpeg, other = encode(picture(seed=1), "JPEG", quality=90), png(picture(64, 30, seed=2))
+    result = grpc.infer(MODEL, [_images(jpeg, other)], request_id="req-9")
+    assert result.get_response().id == "req-9"
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (2, 10) and probabilities.dtype == np.float32
+    rest = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_rest_images(jpeg, other), timeout=30).json()
+    expected = np.array(next(o["data"] for o in rest["outputs"] if o["name"] == "probabilities")).reshape(2, 10)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert [label.decode() for label in result.as_numpy("labels")] == [
+        next(o["data"] for o in rest["outputs"] if o["name"] == "labels")[i] for i in range(2)
+    ]
+    pixels = decode_image(Upload("x", 1, jpeg), 32, 10**8)[None]
+    tensor = triton.InferInput("pixels", list(pixels.shape), "UINT8")
+    tensor.set_data_from_numpy(pixels)
+    only = [triton.InferRequestedOutput("probabilities")]
+    by_pixels = grpc.infer(MODEL, [tensor], outputs=only)
+    assert [o.name for o in by_pixels.get_response().outputs] == ["probabilities"]
+    np.testing.assert_allclose(by_pixels.as_numpy("probabilities"), probabilities[:1], atol=1e-6)
+
+
+def test_bad_requests_are_invalid_argument_with_rest_words(
+    live: Live,
+) -> None:
+    server, grpc = live
+    with pytest.raises(InferenceServerException) as caught:
+        grpc.infer(MODEL, [_images(b"not an image at all")])
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+    rest = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_rest_images(b"not an image at all"), timeout=30)
+    assert rest.status_code == 415 and caught.value.message() == rest.json()["error"]  # the same words
+    wrong = triton.InferInput("images", [1], "FP32")
+    wrong.set_data_from_numpy(np.zeros(1, dtype=np.float32))
+    with pytest.raises(InferenceServerException, match="must have datatype BYTES, got 'FP32'"):
+        grpc.infer(MODEL, [wrong])
+    with pytest.raises(InferenceServerException, match="unknown model 'resnet'") as caught:
+        grpc.infer("resnet", [_images(png())])
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_overload_is_resource_exhausted_at_once_then_served(
+    live: Live,
+) -> None:
+    server, grpc = live
+    batcher = server.state.batcher
+    assert isinstance(batcher, Batcher)
+
+    def refuse(time_left: float) -> None:
+        raise Overloaded(3.0, time_left, 2)
+
+    batcher.admit_arrival = refuse  # type: ignore[method-assign]  # as under overload: the door refuses
+    try:
+        with pytest.raises(InferenceServerException, match="overloaded") as caught:
+            grpc.infer(MODEL, [_images(png())])
+        assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    finally:
+        del batcher.admit_arrival
+    assert grpc.infer(MODEL, [_images(png())]).as_numpy("probabilities").shape == (1, 10)
+
+
+def test_a_deadline_the_service_cannot_meet_is_deadline_exceeded(live: Live) -> None:
+    _, grpc = live
+    with pytest.raises(InferenceServerException) as caught:
+        grpc.infer(MODEL, [_images(png())], client_timeout=1e-6)
+    assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+    assert grpc.infer(MODEL, [_images(png())], client_timeout=30).as_numpy("labels").shape == (1,)
+
+
+def test_the_api_key_in_metadata_and_the_size_limit(tiny_checkpoint: Path) -> None:
+    port = _free_port()
+    settings = service_settings(tiny_checkpoint, grpc_port=port, api_key=KEY, max_body_bytes=200_000)
+    server = LiveServer(settings).start()
+    grpc = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+    try:
+        assert grpc.is_server_live() and grpc.is_model_ready(MODEL)  # the health calls are open, as /health
+        for headers, words in ((None, "needs an API key"), ({"x-api-key": "wrong" * 4}, "not valid")):
+            with pytest.raises(InferenceServerException, match=words) as caught:
+                grpc.infer(MODEL, [_images(png())], headers=headers)
+            assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
+        for headers in ({"authorization": f"Bearer {KEY}"}, {"x-api-key": KEY}):
+            assert grpc.infer(MODEL, [_images(png())], headers=headers).as_numpy("labels").shape == (1,)
+        with pytest.raises(InferenceServerException) as caught:  # a message over ALEXNET_MAX_BODY_BYTES
+            grpc.infer(MODEL, [_images(bytes(300_000))], headers={"x-api-key": KEY})
+        assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    finally:
+        grpc.close()
+        server.stop()
+
+
+def _rest_images(*images: bytes) -> dict:
+    data = [base64.b64encode(image).decode() for image in images]
+    return {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(images)], "data": data}]}
