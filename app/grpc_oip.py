@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import os
 from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
 from typing import Any
 
 import grpc
@@ -25,8 +28,10 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from app import pipeline
 from app.deps import ServiceState, ready_predictor
 from app.errors import BadRequest, ServiceError
+from app.logs import ACCESS_LOGGER, REQUEST_ID
 from app.oip_tensors import InferRequest, Limits, length_prefixed, parse_request, raw_bytes
 from app.predictor import MODEL_NAME, Predictor
+from app.request_log import valid_id
 from app.routes.oip import (
     EXTENSIONS,
     check_model,
@@ -35,6 +40,8 @@ from app.routes.oip import (
     metadata_of,
     output_tensors,
 )
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 STATUS = {  # the service's HTTP statuses, as gRPC codes
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -62,20 +69,25 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
         return self.app.state.service
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerLiveResponse(live=True)
+        return await self._answer("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
 
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerReadyResponse(ready=self.state.status == "ready")
+        ready = self.state.status == "ready"
+        return await self._answer("ServerReady", context, lambda: pb.ServerReadyResponse(ready=ready))
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await answered(context, lambda: check_model(request.name, request.version or None, self.state))
+        version = request.version or None
+        await self._answer("ModelReady", context, lambda: check_model(request.name, version, self.state))
         return pb.ModelReadyResponse(ready=self.state.status == "ready")
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerMetadataResponse(name=self.app.title, version=self.app.version, extensions=EXTENSIONS)
+        answer = pb.ServerMetadataResponse(name=self.app.title, version=self.app.version, extensions=EXTENSIONS)
+        return await self._answer("ServerMetadata", context, lambda: answer)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        metadata = await answered(context, lambda: metadata_of(self.state, request.name, request.version or None))
+        metadata = await self._answer(
+            "ModelMetadata", context, lambda: metadata_of(self.state, request.name, request.version or None)
+        )
         tensors = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=metadata["name"],
@@ -86,13 +98,47 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await answered(context, lambda: self._infer(request, context))
+        return await self._answer("ModelInfer", context, lambda: self._infer(request, context))
+
+    async def _answer(self, method: str, context: grpc.aio.ServicerContext, call: Callable[[], Any]) -> Any:
+        """``call()``'s result (awaited if a coroutine), under the call's request ID, counted and logged as REST's
+        requests are (app/request_log.py); a ServiceError ends the call with its gRPC code and its words."""
+        start, code = perf_counter_ns(), grpc.StatusCode.OK
+        request_id = call_id(context.invocation_metadata())
+        token = REQUEST_ID.set(request_id)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        try:
+            result = call()
+            return await result if isinstance(result, Awaitable) else result
+        except ServiceError as exc:
+            code = STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL)
+            retry_after = (exc.headers or {}).get("Retry-After")
+            extra = (("retry-after", retry_after),) if retry_after is not None else ()
+            context.set_trailing_metadata((("x-request-id", request_id), *extra))
+            await context.abort(code, exc.detail)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client's deadline passed or it went away
+            raise
+        finally:
+            self._account(method, code, context.peer(), request_id, perf_counter_ns() - start)
+            REQUEST_ID.reset(token)
+
+    def _account(self, method: str, code: grpc.StatusCode, peer: str, request_id: str, elapsed_ns: int) -> None:
+        metrics = self.state.metrics
+        metrics.grpc_requests.labels(method, code.name).inc()
+        metrics.grpc_latency.labels(method).observe(elapsed_ns / 1e9)
+        if access_log.isEnabledFor(logging.INFO):
+            fields = {"method": method, "status": code.name, "latency_ms": round(elapsed_ns / 1e6, 3), "client": peer}
+            line = '%s - "gRPC %s" %s %.1f ms'
+            extra = {"request_id": request_id, "fields": fields}
+            access_log.info(line, peer, method, code.name, fields["latency_ms"], extra=extra)
 
     async def _infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         state = self.state
         check_model(request.model_name, request.model_version or None, state)
         predictor = ready_predictor(state)
-        time_left = min(state.settings.request_timeout_s, context.time_remaining() or math.inf)
+        remaining = context.time_remaining()  # None: the client set no deadline
+        time_left = min(state.settings.request_timeout_s, math.inf if remaining is None else remaining)
         assert state.batcher is not None
         state.batcher.admit_arrival(time_left)  # the door: refused at once if it cannot be answered in time
         limits = Limits(state.settings.max_files, state.settings.max_file_bytes, predictor.source_size)
@@ -108,18 +154,6 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         parsed, rows = await pipeline.run(state, predictor, read, prepare, time_left)
         return infer_response(parsed, rows, predictor)
-
-
-async def answered(context: grpc.aio.ServicerContext, call: Callable[[], Any]) -> Any:
-    """``call()``'s result (awaited if it is a coroutine); a ServiceError ends the call with its status and words."""
-    try:
-        result = call()
-        return await result if isinstance(result, Awaitable) else result
-    except ServiceError as exc:
-        retry_after = (exc.headers or {}).get("Retry-After")
-        if retry_after is not None:
-            context.set_trailing_metadata((("retry-after", retry_after),))
-        await context.abort(STATUS.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.detail)
 
 
 def parse_message(message: Any, limits: Limits) -> InferRequest:
@@ -169,3 +203,11 @@ def infer_response(parsed: InferRequest, rows: np.ndarray, predictor: Predictor)
         response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.values.shape))
         response.raw_output_contents.append(raw_bytes(tensor))
     return response
+
+
+def call_id(metadata: Any) -> str:
+    """The client's ``x-request-id`` when REST would take it (app/request_log.py), else 32 new random hex digits."""
+    for name, value in metadata or ():
+        if name == "x-request-id" and isinstance(value, str) and valid_id(value.encode()):
+            return value
+    return os.urandom(16).hex()

@@ -58,6 +58,16 @@ class Metrics:
             registry=r,
         )
         self.model_version = Gauge("alexnet_model_version", "the version of the model serving (1 at start)", registry=r)
+        self.grpc_requests = Counter(
+            "alexnet_grpc_requests", "gRPC calls answered, by method and status code", ["method", "code"], registry=r
+        )
+        self.grpc_latency = Histogram(
+            "alexnet_grpc_request_latency_seconds",
+            "time to answer a gRPC call, by method",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
 
 ROUTE_LABEL = "alexnet.route"  # scope key: the route template of a request answered before routing (app/door.py)

@@ -31,7 +31,7 @@ logger = logging.getLogger(ACCESS_LOGGER)
 
 HEADER = b"x-request-id"
 MAX_ID_LENGTH = 128
-_valid_id = re.compile(rb"[!-~]{1,%d}" % MAX_ID_LENGTH).fullmatch  # visible ASCII: no space, no control
+valid_id = re.compile(rb"[!-~]{1,%d}" % MAX_ID_LENGTH).fullmatch  # visible ASCII: no space, no control
 IMAGES = "alexnet.images"  # scope key: how many images the body of a /predict carried (app/routes/predict.py)
 _QUERY_SAFE = "!$&'()*+,;=:@/?%"  # a query string in the log as sent, but never a space or a control character
 
@@ -50,7 +50,7 @@ class RequestLog:
         raw = None
         for name, value in scope["headers"]:
             if name == HEADER:
-                raw = value if _valid_id(value) else None  # the first one counts
+                raw = value if valid_id(value) else None  # the first one counts
                 break
         if raw is None:
             request_id = os.urandom(16).hex()

@@ -7,43 +7,15 @@ queued": that makes the queue states exact instead of a race against the CPU. Ev
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.app.helpers import LiveServer, files, picture, png
+from tests.app.helpers import Gate, LiveServer, files, picture, png
 
 IMAGE = png(picture())
-
-
-class Gate:
-    """Wraps the serving model's pass: each pass waits until the test opens the gate."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.batcher = server.state.batcher
-        predictor = server.state.predictor
-        assert self.batcher is not None and predictor is not None
-        self.forward = predictor.outputs
-        self.entered = threading.Event()
-        self.opened = threading.Event()
-        predictor.outputs = self._gated  # what the requests from now on queue their images with
-
-    def _gated(self, images):
-        self.entered.set()
-        assert self.opened.wait(30), "the test never opened the gate"
-        return self.forward(images)
-
-    def open(self) -> None:
-        self.opened.set()
-
-    def wait_queued(self, images: int) -> None:
-        deadline = time.monotonic() + 30
-        while self.batcher.queued_images < images:
-            assert time.monotonic() < deadline, f"only {self.batcher.queued_images} images queued"
-            time.sleep(0.005)
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ real service, its gRPC port beside the HTTP one, in the same process and event l
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,8 +18,9 @@ from tritonclient.utils import InferenceServerException
 
 from app.batcher import Batcher
 from app.errors import Overloaded
+from app.logs import ACCESS_LOGGER
 from app.uploads import Upload, decode_image
-from tests.app.helpers import LiveServer, encode, picture, png, service_settings
+from tests.app.helpers import Gate, LiveServer, encode, files, picture, png, service_settings
 
 MODEL = "alexnet"
 KEY = "k" * 24
@@ -118,6 +121,18 @@ def test_overload_is_resource_exhausted_at_once_then_served(
     finally:
         del batcher.admit_arrival
     assert grpc.infer(MODEL, [_images(png())]).as_numpy("probabilities").shape == (1, 10)
+    counted = 'alexnet_grpc_requests_total{code="%s",method="ModelInfer"}'
+    assert server.metric(counted % "RESOURCE_EXHAUSTED") == 1 and server.metric(counted % "OK") >= 1
+
+
+def test_the_request_id_and_the_access_line(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    _, grpc = live
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        grpc.infer(MODEL, [_images(png())], headers={"x-request-id": "trace-42"})
+        grpc.is_server_live()
+    lines = [(r.getMessage(), getattr(r, "request_id", None)) for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert any('"gRPC ModelInfer" OK' in line and rid == "trace-42" for line, rid in lines), lines
+    assert any('"gRPC ServerLive" OK' in line and rid and len(rid) == 32 for line, rid in lines), lines
 
 
 def test_a_deadline_the_service_cannot_meet_is_deadline_exceeded(live: Live) -> None:
@@ -152,3 +167,30 @@ def test_the_api_key_in_metadata_and_the_size_limit(tiny_checkpoint: Path) -> No
 def _rest_images(*images: bytes) -> dict:
     data = [base64.b64encode(image).decode() for image in images]
     return {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(images)], "data": data}]}
+
+
+def test_a_grpc_and_an_http_request_share_a_forward_pass(tiny_checkpoint: Path) -> None:
+    port = _free_port()
+    server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port, model_workers=1, max_batch_size=16)).start()
+    gate, grpc = Gate(server), triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+
+    def http(count: int) -> int:
+        images = files(*((f"{i}.png", png()) for i in range(count)))
+        return httpx.post(f"{server.url}/predict", files=images, timeout=30).status_code
+
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(http, 1)
+            assert gate.entered.wait(30)  # the first request holds the one model thread
+            by_http = pool.submit(http, 2)
+            by_grpc = pool.submit(grpc.infer, MODEL, [_images(png(), png(), png())])
+            gate.wait_queued(5)  # both wait for it, together
+            gate.open()
+            assert (first.result(), by_http.result()) == (200, 200)
+            assert by_grpc.result().as_numpy("probabilities").shape == (3, 10)
+        five = 'alexnet_batch_size_images_bucket{le="8.0"}', 'alexnet_batch_size_images_bucket{le="4.0"}'
+        assert server.metric(five[0]) - server.metric(five[1]) == 1  # one pass of 5 images: 2 by HTTP, 3 by gRPC
+    finally:
+        gate.open()
+        grpc.close()
+        server.stop()
