@@ -6,7 +6,8 @@ a response with ``HOLD_READING_S`` in its scope (the door does, with the ``Retry
 is not read again until those seconds have passed. The client's next request waits in the kernel's socket
 buffer, then in TCP's window, at no CPU cost to the service; a client that honours ``Retry-After`` never
 notices. The hold starts once the refused request's body is in, so a client that sends its whole body before
-it reads the answer (most do) is never held mid-upload. uvicorn's keep-alive timer is stopped for the hold and
+it reads the answer (most do) is never held mid-upload; a request that comes in the same read as that body's
+end waits out the hold too. uvicorn's keep-alive timer is stopped for the hold and
 started after it, so a request sent during the hold is read, not dropped with the connection.
 (docs/reliability.md, "Retry storms".)
 
@@ -18,6 +19,7 @@ open for good. Here the timer is started again after each piece of such a body a
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -31,6 +33,7 @@ class EarlyAnswers(HttpToolsProtocol):
     _message_done = False  # the request being parsed has ended: its body is in
     _late_body = False  # answered, and its body still arriving
     _pending_hold_s = 0.0  # the hold to start once that body is in
+    _deferred: tuple[Any, Any] | None = None  # a request parsed in the very read that began the hold: run after it
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)  # uvicorn cancels its keep-alive timer here, whatever the bytes are
@@ -71,6 +74,12 @@ class EarlyAnswers(HttpToolsProtocol):
             self._hold_timer.cancel()
         super().connection_lost(exc)
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if self._hold_timer is not None:  # the next request came in the read that ended the refused body
+            self._deferred = (cycle, app)
+            return
+        super()._start_asgi_task(cycle, app)
+
     def _hold(self, seconds: float) -> None:
         self._pending_hold_s = 0.0
         self._unset_keepalive_if_required()  # its timer would close the connection with a request unread
@@ -79,9 +88,14 @@ class EarlyAnswers(HttpToolsProtocol):
 
     def _end_hold(self) -> None:
         self._hold_timer = None
-        if not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._deferred is not None:
+            (cycle, app), self._deferred = self._deferred, None
+            super()._start_asgi_task(cycle, app)  # a request under way: no idle timer
+        else:
             self._await_next_request()  # first: what the client sent meanwhile may arrive within resume_reading
-            self.flow.resume_reading()
+        self.flow.resume_reading()
 
     def _await_next_request(self) -> None:
         """uvicorn's keep-alive timer, as it starts it after a response: closes the connection if it stays idle."""

@@ -100,6 +100,20 @@ def test_an_idle_connection_is_closed_after_its_hold_even_when_the_body_came_lat
         assert 1.0 <= time.monotonic() - sent < 5
 
 
+def test_a_request_in_the_read_that_ends_the_refused_body_waits_out_the_hold(serve: Callable[..., LiveServer]) -> None:
+    # The door answers after the head; on a busy machine the refused body and the client's retry can arrive
+    # in one read, and the retry is parsed at once: it must still wait for the Retry-After.
+    server = serve()
+    with socket.create_connection(_address(server), 30) as sock:
+        _refuse_next(server, retry_after_s=1)
+        sock.sendall(_head(len(IMAGE)))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 429 ")
+        sent = time.monotonic()
+        sock.sendall(IMAGE + _head(len(IMAGE)) + IMAGE)  # the refused body's end and the retry, in one read
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert time.monotonic() - sent >= 1.0
+
+
 def test_a_request_begun_as_an_answered_body_ends_is_not_cut_off_by_the_keep_alive_timer(tiny_checkpoint: Path) -> None:
     server = _short_keep_alive(tiny_checkpoint, hold_after_429=False)
     with server as live, socket.create_connection(_address(live), 30) as sock:
