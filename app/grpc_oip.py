@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 from typing import Any
@@ -31,7 +30,7 @@ from app.errors import BadRequest, ServiceError
 from app.logs import ACCESS_LOGGER, REQUEST_ID
 from app.oip_tensors import InferRequest, Limits, length_prefixed, parse_request, raw_bytes
 from app.predictor import MODEL_NAME, Predictor
-from app.request_log import valid_id
+from app.request_log import pick_request_id
 from app.routes.oip import (
     EXTENSIONS,
     check_model,
@@ -206,8 +205,6 @@ def infer_response(parsed: InferRequest, rows: np.ndarray, predictor: Predictor)
 
 
 def call_id(metadata: Any) -> str:
-    """The client's ``x-request-id`` when REST would take it (app/request_log.py), else 32 new random hex digits."""
-    for name, value in metadata or ():
-        if name == "x-request-id" and isinstance(value, str) and valid_id(value.encode()):
-            return value
-    return os.urandom(16).hex()
+    """The call's ID from its first ``x-request-id``, by REST's rule (app/request_log.py)."""
+    sent = next((value for name, value in metadata or () if name == "x-request-id"), None)
+    return pick_request_id(sent.encode() if isinstance(sent, str) else None)

@@ -28,10 +28,8 @@ SERVICE = "/inference.GRPCInferenceService/"
 OPEN_METHODS = frozenset(SERVICE + name for name in ("ServerLive", "ServerReady", "ModelReady"))
 
 
-async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server | None:
-    """The OIP gRPC server, listening and serving; None when ``grpc_port`` is 0."""
-    if not settings.grpc_port:
-        return None
+async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
+    """The OIP gRPC server on ``grpc_port``, listening and serving (the lifespan calls it only when it is set)."""
     interceptors = [RequireApiKey(key_digest(settings.api_key))] if settings.api_key is not None else []
     limit = settings.max_body_bytes
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]

@@ -151,7 +151,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("stopped")
 
 
-async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server | None:
+async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
     try:  # imported only when asked for: grpcio, protobuf and the generated code are the gRPC extra's
         from app.grpc_server import start_grpc
 

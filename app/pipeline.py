@@ -42,7 +42,8 @@ async def run(
     assert batcher is not None  # set with the predictor, before any request is let through
     with batcher.arriving():
         body = await within_body_deadline(read(), settings.body_timeout_s)
-        deadline = asyncio.get_running_loop().time() + (timeout_s or settings.request_timeout_s)  # the model's
+        timeout_s = settings.request_timeout_s if timeout_s is None else timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s  # the model's deadline
         with batcher.decoding():
             parsed, images = await prepare(body)
     return parsed, await batcher.submit(images, deadline, predictor.outputs)

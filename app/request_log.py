@@ -31,7 +31,7 @@ logger = logging.getLogger(ACCESS_LOGGER)
 
 HEADER = b"x-request-id"
 MAX_ID_LENGTH = 128
-valid_id = re.compile(rb"[!-~]{1,%d}" % MAX_ID_LENGTH).fullmatch  # visible ASCII: no space, no control
+_valid_id = re.compile(rb"[!-~]{1,%d}" % MAX_ID_LENGTH).fullmatch  # visible ASCII: no space, no control
 IMAGES = "alexnet.images"  # scope key: how many images the body of a /predict carried (app/routes/predict.py)
 _QUERY_SAFE = "!$&'()*+,;=:@/?%"  # a query string in the log as sent, but never a space or a control character
 
@@ -47,17 +47,9 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = perf_counter_ns()
-        raw = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                raw = value if valid_id(value) else None  # the first one counts
-                break
-        if raw is None:
-            request_id = os.urandom(16).hex()
-            raw = request_id.encode()
-        else:
-            request_id = raw.decode()  # ASCII: checked
-        watch = ResponseWatch(send, ((HEADER, raw),))
+        sent = next((value for name, value in scope["headers"] if name == HEADER), None)  # the first one counts
+        request_id = pick_request_id(sent)
+        watch = ResponseWatch(send, ((HEADER, request_id.encode()),))
         token = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, watch)
@@ -65,6 +57,12 @@ class RequestLog:
             if logger.isEnabledFor(logging.INFO):  # 500: what the server answers if the app raised before answering
                 _log_access(scope, watch.status or 500, request_id, perf_counter_ns() - start)
             REQUEST_ID.reset(token)
+
+
+def pick_request_id(sent: bytes | None) -> str:
+    """The ID a client sent (HTTP's ``X-Request-ID``, gRPC's ``x-request-id``) when it is 1 to 128 visible ASCII
+    characters, else 32 new random hex digits."""
+    return sent.decode() if sent is not None and _valid_id(sent) else os.urandom(16).hex()
 
 
 def _log_access(scope: Scope, status: int, request_id: str, elapsed_ns: int) -> None:

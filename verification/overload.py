@@ -204,11 +204,11 @@ def storm_rounds(args: argparse.Namespace, scratch: Path) -> dict:
     """``--rounds`` storms per ``--hold`` setting, interleaved (off, on, off, on, ...), each on a fresh service."""
     spec = StormSpec(args.clients, args.retry_ms, args.honour_retry_after, args.polite, args.seconds)
     holds = {"on": ("true",), "off": ("false",), "both": ("false", "true")}[args.hold]
+    if args.attach is not None:  # what the server was started with, when this environment passed it on (lb_check)
+        holds = (os.environ.get("ALEXNET_HOLD_AFTER_429", "true (default)"),)
     runs = []
     for round_number in range(1, args.rounds + 1):
-        # Attached: what the server was started with, when this environment passed it on (verification/lb_check.sh)
-        attached = (os.environ.get("ALEXNET_HOLD_AFTER_429", "true (default)"),)
-        for hold in holds if args.attach is None else attached:
+        for hold in holds:
             if args.attach is not None:
                 result = storm_once(args.attach, None, spec, args.capacity_s)
             else:
