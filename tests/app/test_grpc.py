@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc as grpc_module
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from app.batcher import Batcher
@@ -194,3 +197,31 @@ def test_a_grpc_and_an_http_request_share_a_forward_pass(tiny_checkpoint: Path) 
         gate.open()
         grpc.close()
         server.stop()
+
+
+def test_typed_contents_as_other_grpc_clients_send_them(live: Live) -> None:
+    # tritonclient sends raw_input_contents; KServe's and hand-written clients may use the typed fields instead.
+    server, _ = live
+    channel = grpc_module.insecure_channel(f"127.0.0.1:{server.state.settings.grpc_port}")
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    try:
+        image = png(picture(seed=4))
+        by_bytes = pb.ModelInferRequest(model_name=MODEL)
+        by_bytes.inputs.add(name="images", datatype="BYTES", shape=[1]).contents.bytes_contents.append(image)
+        answer = stub.ModelInfer(by_bytes, timeout=30)
+        probabilities = np.frombuffer(answer.raw_output_contents[0], dtype="<f4")
+        rest = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_rest_images(image), timeout=30).json()
+        np.testing.assert_allclose(probabilities, rest["outputs"][0]["data"], atol=1e-6)
+        pixels = decode_image(Upload("x", 1, image), 32, 10**8)
+        by_pixels = pb.ModelInferRequest(model_name=MODEL)
+        tensor = by_pixels.inputs.add(name="pixels", datatype="UINT8", shape=[1, 32, 32, 3])
+        tensor.contents.uint_contents.extend(pixels.reshape(-1).tolist())
+        again = np.frombuffer(stub.ModelInfer(by_pixels, timeout=30).raw_output_contents[0], dtype="<f4")
+        np.testing.assert_allclose(again, probabilities, atol=1e-6)
+        tensor.contents.uint_contents[0] = 256  # not a UINT8
+        with pytest.raises(grpc_module.RpcError) as caught:
+            stub.ModelInfer(by_pixels, timeout=30)
+        assert caught.value.code() == grpc_module.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == "input 'pixels': UINT8 values must be 0 to 255, got 256"
+    finally:
+        channel.close()
