@@ -39,6 +39,7 @@ from app.routes.oip import (
     metadata_of,
     output_tensors,
 )
+from app.routes.repository import AlwaysServing, check_control, checkpoint_in, repository_models
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -48,6 +49,7 @@ STATUS = {  # the service's HTTP statuses, as gRPC codes
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.FAILED_PRECONDITION,  # a load refused (the old model serves on), an unload
     413: grpc.StatusCode.INVALID_ARGUMENT,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -58,7 +60,8 @@ STATUS = {  # the service's HTTP statuses, as gRPC codes
 
 
 class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The OIP v2 calls the REST side answers; the others stay the generated base's UNIMPLEMENTED."""
+    """The OIP v2 calls the REST side answers, the model repository's too; the others (statistics, trace, logging,
+    shared memory) stay the generated base's UNIMPLEMENTED."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -75,9 +78,17 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._answer("ServerReady", context, lambda: pb.ServerReadyResponse(ready=ready))
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        version = request.version or None
-        await self._answer("ModelReady", context, lambda: check_model(request.name, version, self.state))
-        return pb.ModelReadyResponse(ready=self.state.status == "ready")
+        """Ready or not; a model or version this server does not serve is not ready (Triton's answer: tritonclient's
+        ``is_model_ready`` says False, as over REST, where that is a 404)."""
+
+        def ready() -> bool:
+            try:
+                check_model(request.name, request.version or None, self.state)
+            except ServiceError:
+                return False
+            return self.state.status == "ready"
+
+        return pb.ModelReadyResponse(ready=await self._answer("ModelReady", context, ready))
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         answer = pb.ServerMetadataResponse(name=self.app.title, version=self.app.version, extensions=EXTENSIONS)
@@ -98,6 +109,30 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await self._answer("ModelInfer", context, lambda: self._infer(request, context))
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        models = await self._answer("RepositoryIndex", context, lambda: repository_models(self.state))
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**model) for model in models])
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("RepositoryModelLoad", context, lambda: self._load(request))
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def refuse() -> None:
+            check_control(self.state, request.model_name)
+            raise AlwaysServing()
+
+        await self._answer("RepositoryModelUnload", context, refuse)
+
+    async def _load(self, request: Any) -> None:
+        """REST's load request (app/routes/repository.py): its parameters are typed values here."""
+        check_control(self.state, request.model_name)
+        parameters = {}
+        for name, value in request.parameters.items():
+            choice = value.WhichOneof("parameter_choice")
+            parameters[name] = getattr(value, choice) if choice else None
+        await self.app.state.loader.load(checkpoint_in(parameters), "a gRPC load request")
 
     async def _answer(self, method: str, context: grpc.aio.ServicerContext, call: Callable[[], Any]) -> Any:
         """``call()``'s result (awaited if a coroutine), under the call's request ID, counted and logged as REST's

@@ -4,7 +4,8 @@ event loop, started and stopped by the app's lifespan, with REST's limits and AP
 - Message size: a request may be as large as a REST body (``ALEXNET_MAX_BODY_BYTES``); larger is refused by grpc
   itself (RESOURCE_EXHAUSTED) before it is read whole.
 - The API key (app/access.py's rule): sent as ``authorization: Bearer <key>`` or ``x-api-key: <key>`` metadata;
-  the health calls (ServerLive, ServerReady, ModelReady) are open, like /health.
+  the health calls (ServerLive, ServerReady, ModelReady and grpc.health.v1's, app/grpc_health.py) are open, like
+  /health.
 - On shutdown: new calls are refused, calls under way get the request deadline to finish.
 """
 
@@ -20,12 +21,17 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from app.access import INVALID, MISSING, key_digest, presented_keys, valid_key
 from app.config import Settings
+from app.grpc_health import add_health
 from app.grpc_oip import OIPServicer
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "/inference.GRPCInferenceService/"
-OPEN_METHODS = frozenset(SERVICE + name for name in ("ServerLive", "ServerReady", "ModelReady"))
+HEALTH = "/grpc.health.v1.Health/"
+OPEN_METHODS = frozenset(
+    [SERVICE + name for name in ("ServerLive", "ServerReady", "ModelReady")]
+    + [HEALTH + name for name in ("Check", "List", "Watch")]
+)
 
 
 async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
@@ -35,6 +41,7 @@ async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(OIPServicer(app), server)
+    add_health(server, app.state.service)
     address = f"{settings.host}:{settings.grpc_port}"
     try:
         server.add_insecure_port(address)

@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from app.deps import ServiceState
 from app.errors import BadRequest, ServiceError
 from app.model_loader import ModelLoader
 from app.predictor import MODEL_NAME
@@ -49,45 +50,61 @@ class AlwaysServing(ServiceError):
 
 @router.post("/index", summary="The models in the repository")
 async def repository_index(request: Request) -> list[dict[str, str]]:
-    state = service_state(request)
-    ready = "READY" if state.status in ("ready", "stopping") else "UNAVAILABLE"
-    return [{"name": MODEL_NAME, "version": serving_version(state), "state": ready}]
+    return repository_models(service_state(request))
 
 
 @router.post("/models/{name}/load", summary="Load a checkpoint while serving")
 async def load_model(request: Request, name: str) -> dict[str, Any]:
-    _controlled(request, name)
+    check_control(service_state(request), name)
     loader: ModelLoader = request.app.state.loader
-    await loader.load(await _checkpoint_named(request), "a load request")
+    await loader.load(checkpoint_in(await _parameters(request)), "a load request")
     return {}
 
 
 @router.post("/models/{name}/unload", summary="Unload a model (refused: one model always serves)")
 async def unload_model(request: Request, name: str) -> dict[str, Any]:
-    _controlled(request, name)
+    check_control(service_state(request), name)
     raise AlwaysServing()
 
 
-def _controlled(request: Request, name: str) -> None:
+def repository_models(state: ServiceState) -> list[dict[str, str]]:
+    """The repository index: the one model, its version and whether it serves (REST and gRPC)."""
+    ready = "READY" if state.status in ("ready", "stopping") else "UNAVAILABLE"
+    return [{"name": MODEL_NAME, "version": serving_version(state), "state": ready}]
+
+
+def check_control(state: ServiceState, name: str) -> None:
     """The model this server serves, and model control on (403 otherwise)."""
-    state = service_state(request)
     check_model(name, None, state)
     if not state.settings.model_control:
         raise ControlOff()
 
 
-async def _checkpoint_named(request: Request) -> str | None:
-    """The checkpoint the request names, or None: the configured one again."""
-    body = await request.body()
-    if not body:
-        return None
-    try:
-        parameters = json.loads(body).get("parameters") or {}
-        if "config" in parameters:
+def checkpoint_in(parameters: dict[str, Any]) -> str | None:
+    """The checkpoint a load request's parameters name, or None: the configured one again. Either
+    ``{"checkpoint": "<file>"}`` or, as tritonclient sends a model's configuration, ``{"config": "<JSON of that>"}``."""
+    if "config" in parameters:
+        try:
             parameters = json.loads(parameters["config"])
-        name = parameters.get("checkpoint")
-    except (ValueError, AttributeError, TypeError):
-        raise BadRequest('the load request is not {"parameters": {"checkpoint": "<file>"}} (or its config)') from None
+        except (ValueError, TypeError):
+            raise BadRequest(f"parameters.config is not JSON: {parameters['config']!r:.80}") from None
+        if not isinstance(parameters, dict):
+            raise BadRequest('parameters.config is not {"checkpoint": "<file>"}')
+    name = parameters.get("checkpoint")
     if name is not None and not isinstance(name, str):
         raise BadRequest("parameters.checkpoint must be a file name")
     return name
+
+
+async def _parameters(request: Request) -> dict[str, Any]:
+    """A REST load request's ``parameters`` (none when the body is empty)."""
+    body = await request.body()
+    if not body:
+        return {}
+    try:
+        parameters = json.loads(body).get("parameters") or {}
+    except (ValueError, AttributeError):
+        parameters = None
+    if not isinstance(parameters, dict):
+        raise BadRequest('the load request is not {"parameters": {"checkpoint": "<file>"}} (or its config)')
+    return parameters

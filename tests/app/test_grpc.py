@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
@@ -24,21 +26,16 @@ from app.errors import Overloaded
 from app.logs import ACCESS_LOGGER
 from app.uploads import Upload, decode_image
 from tests.app.helpers import Gate, LiveServer, encode, files, picture, png, service_settings
+from tests.helpers import free_port
 
 MODEL = "alexnet"
 KEY = "k" * 24
 Live = tuple[LiveServer, triton.InferenceServerClient]  # the service, and a gRPC client of its port
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tiny_checkpoint: Path) -> Iterator[Live]:
-    port = _free_port()
+    port = free_port()
     server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port)).start()
     client = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
     yield server, client
@@ -56,6 +53,7 @@ def test_health_and_metadata(live: Live) -> None:
     _, grpc = live
     assert grpc.is_server_live() and grpc.is_server_ready()
     assert grpc.is_model_ready(MODEL) and grpc.is_model_ready(MODEL, "1")
+    assert not grpc.is_model_ready(MODEL, "2") and not grpc.is_model_ready("resnet")  # as Triton: no error
     server = grpc.get_server_metadata(as_json=True)
     assert server["name"] == "alexnet-service" and "binary_tensor_data" in server["extensions"]
     model = grpc.get_model_metadata(MODEL, as_json=True)
@@ -147,7 +145,7 @@ def test_a_deadline_the_service_cannot_meet_is_deadline_exceeded(live: Live) -> 
 
 
 def test_the_api_key_in_metadata_and_the_size_limit(tiny_checkpoint: Path) -> None:
-    port = _free_port()
+    port = free_port()
     settings = service_settings(tiny_checkpoint, grpc_port=port, api_key=KEY, max_body_bytes=200_000)
     server = LiveServer(settings).start()
     grpc = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
@@ -173,7 +171,7 @@ def _rest_images(*images: bytes) -> dict:
 
 
 def test_a_grpc_and_an_http_request_share_a_forward_pass(tiny_checkpoint: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port, model_workers=1, max_batch_size=16)).start()
     gate, grpc = Gate(server), triton.InferenceServerClient(url=f"127.0.0.1:{port}")
 
@@ -225,3 +223,43 @@ def test_typed_contents_as_other_grpc_clients_send_them(live: Live) -> None:
         assert caught.value.details() == "input 'pixels': UINT8 values must be 0 to 255, got 256"
     finally:
         channel.close()
+
+
+def test_grpc_health_follows_readiness_and_a_watch_ends_with_the_drain(tiny_checkpoint: Path) -> None:
+    """grpc.health.v1 (what Kubernetes' grpc probe asks): open without the key, SERVING for the server and for OIP's
+    service once ready, OIP's NOT_SERVING while not ready; a Watch sees the stop and ends, not holding up the drain."""
+    port = free_port()
+    server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port, api_key=KEY, request_timeout_s=20)).start()
+    channel = grpc_module.insecure_channel(f"127.0.0.1:{port}")
+    health = health_pb2_grpc.HealthStub(channel)
+
+    def check(service: str) -> str:
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+
+    try:
+        ready = check(""), check("inference.GRPCInferenceService")
+        listed = {
+            name: s.status for name, s in health.List(health_pb2.HealthListRequest(), timeout=10).statuses.items()
+        }
+        with pytest.raises(grpc_module.RpcError) as unknown:
+            check("resnet")
+        server.state.set_status("warming_up", "warming up")  # as while a model warms up
+        warming = check(""), check("inference.GRPCInferenceService")
+        server.state.set_status("ready")
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"), timeout=60)
+        first = next(watch).status
+        started = time.monotonic()
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        rest = [answer.status for answer in watch]  # the stream ends with the stop
+        stopping.join(30)
+        stopped_in = time.monotonic() - started
+    finally:
+        channel.close()
+        server.stop()
+    assert ready == ("SERVING", "SERVING") and len(listed) == 2 and set(listed.values()) == {1}
+    assert unknown.value.code() == grpc_module.StatusCode.NOT_FOUND
+    assert warming == ("SERVING", "NOT_SERVING")
+    assert first == health_pb2.HealthCheckResponse.SERVING and rest == [health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert stopped_in < 10  # well inside the 20 s a call under way may take

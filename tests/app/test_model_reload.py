@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,7 +21,7 @@ from benchmarks.servers.catalog import service_spec
 from benchmarks.servers.launch import LOOPBACK, start_server
 from models import load_checkpoint, load_image, save_checkpoint
 from tests.app.helpers import LiveServer, files, picture, png, service_settings
-from tests.helpers import write_he_checkpoint
+from tests.helpers import free_port, write_he_checkpoint
 
 IMAGE = png(picture())
 
@@ -232,3 +233,58 @@ def test_sighup_and_the_poll_each_pick_up_a_new_file(folder: Path, tmp_path: Pat
 def _copy(source: Path, target: Path) -> Path:
     target.write_bytes(source.read_bytes())
     return target
+
+
+def test_the_repository_over_grpc_as_over_rest(folder: Path) -> None:
+    """tritonclient.grpc's repository calls: the same loads, refusals and words as the REST routes."""
+    triton = pytest.importorskip("tritonclient.grpc")
+    from tritonclient.utils import InferenceServerException
+
+    port = free_port()
+    server = LiveServer(service_settings(folder / "a.safetensors", model_control=True, grpc_port=port)).start()
+    off_port = free_port()
+    off = LiveServer(service_settings(folder / "a.safetensors", grpc_port=off_port)).start()
+    client, off_client = (triton.InferenceServerClient(f"127.0.0.1:{p}") for p in (port, off_port))
+
+    def refusal(call: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        with pytest.raises(InferenceServerException) as caught:
+            call(*args, **kwargs)
+        return caught.value.status(), caught.value.message()
+
+    try:
+        before = client.get_model_repository_index(as_json=True)["models"]
+        client.load_model("alexnet", config=json.dumps({"checkpoint": "b.safetensors"}))
+        after = client.get_model_repository_index(as_json=True)["models"]
+        ready = client.is_model_ready("alexnet", "2"), client.is_model_ready("alexnet", "1")
+        missing = refusal(client.load_model, "alexnet", config=json.dumps({"checkpoint": "none.safetensors"}))
+        not_json = refusal(client.load_model, "alexnet", config="{checkpoint")
+        outside = refusal(client.load_model, "alexnet", config=json.dumps({"checkpoint": "../a.safetensors"}))
+        unload = refusal(client.unload_model, "alexnet")
+        control_off = refusal(off_client.load_model, "alexnet")
+        rest_off = httpx.post(f"{off.url}/v2/repository/models/alexnet/load", timeout=30).json()["error"]
+    finally:
+        client.close()
+        off_client.close()
+        server.stop()
+        off.stop()
+    assert before == [{"name": "alexnet", "version": "1", "state": "READY"}]
+    assert after == [{"name": "alexnet", "version": "2", "state": "READY"}] and ready == (True, False)
+    assert missing == ("StatusCode.NOT_FOUND", "checkpoint 'none.safetensors': no such file in the checkpoint's folder")
+    assert not_json[0] == "StatusCode.INVALID_ARGUMENT" and "parameters.config is not JSON" in not_json[1]
+    assert outside[0] == "StatusCode.INVALID_ARGUMENT" and "not a path" in outside[1]
+    assert unload[0] == "StatusCode.FAILED_PRECONDITION" and "always serves" in unload[1]
+    assert control_off == ("StatusCode.PERMISSION_DENIED", rest_off)  # REST's words
+
+
+def test_a_load_request_that_names_no_file_is_a_400_with_its_reason(folder: Path) -> None:
+    server = LiveServer(service_settings(folder / "a.safetensors", model_control=True)).start()
+    url = f"{server.url}/v2/repository/models/alexnet/load"
+    bodies = b"[1]", b'{"parameters": 3}', b'{"parameters": {"checkpoint": 7}}', b'{"parameters": {"config": "x"}}'
+    try:
+        answers = [httpx.post(url, content=body, timeout=30) for body in bodies]
+    finally:
+        server.stop()
+    assert [answer.status_code for answer in answers] == [400] * 4
+    words = [answer.json()["error"] for answer in answers]
+    assert "is not {" in words[0] and "is not {" in words[1]
+    assert words[2] == "parameters.checkpoint must be a file name" and "parameters.config is not JSON" in words[3]

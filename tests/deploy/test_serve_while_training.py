@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,19 +19,13 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from tests.app.helpers import png
 from tests.deploy.test_makefile import checkpoints, fake_venv
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 # Both runs small: one epoch each on 4 x 48 generated images (the explicit --epochs replaces the recipes' time
 # budgets); the replacement's epochs are what the Ctrl-C test interrupts.
 SMALL = "--no-download --no-cache --decode-workers 1 --val-size 32 --batch-size 40 --no-ood"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_make_serve(
