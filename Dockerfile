@@ -24,9 +24,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # (A venv also keeps pip away from a distribution's externally-managed system Python.)
 RUN python3 -m venv --system-site-packages "$VIRTUAL_ENV"
 
-# Dependencies in their own layer, read from pyproject.toml alone: changing code does not reinstall torch.
+# Dependencies in their own layer, read from pyproject.toml alone: changing code does not reinstall torch. The
+# service's own, plus the `grpc` extra (grpcio, the Open Inference Protocol's and grpc.health.v1's generated code):
+# the image serves gRPC too (ALEXNET_GRPC_PORT below), and the manifests' liveness probe asks it.
 COPY pyproject.toml /tmp/deps/
-RUN python -c "import tomllib, sys; sys.stdout.write('\n'.join(tomllib.load(open(sys.argv[1], 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib, sys; p = tomllib.load(open(sys.argv[1], 'rb'))['project']; sys.stdout.write('\n'.join(p['dependencies'] + p['optional-dependencies']['grpc']))" \
         /tmp/deps/pyproject.toml > /tmp/deps/requirements.txt \
     && pip install --no-cache-dir -r /tmp/deps/requirements.txt \
     && rm -rf /tmp/deps
@@ -58,7 +60,12 @@ ENV XDG_CACHE_HOME=/tmp/cache \
     TRITON_CACHE_DIR=/tmp/triton \
     CUDA_CACHE_PATH=/tmp/cache/nv
 
-EXPOSE 8000
+# The Open Inference Protocol over gRPC (tritonclient.grpc, KServe's gRPC clients) beside HTTP, from the same
+# process and event loop; grpc.health.v1 on it is what Kubernetes' native grpc liveness probe asks
+# (deploy/kubernetes). On by default in the image, unlike the service (0: off), since the image installs its extra
+# above; -e ALEXNET_GRPC_PORT=0 turns it off. 8001 beside 8000, as Triton numbers them.
+ENV ALEXNET_GRPC_PORT=8001
+EXPOSE 8000 8001
 # /health answers 200 once the weights are loaded and warmed up, 503 before; urlopen raises on 503, so the
 # exit status follows readiness. Python is in every base this image supports; curl is not.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

@@ -38,6 +38,7 @@ from app.routes.oip import (
     decode_images,
     metadata_of,
     output_tensors,
+    parse_request_off_loop,
 )
 from app.routes.repository import AlwaysServing, check_control, checkpoint_in, repository_models
 
@@ -181,8 +182,7 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
             return request  # grpc has received the whole message, within its size limit
 
         async def prepare(message: Any) -> tuple[InferRequest, np.ndarray]:
-            loop = asyncio.get_running_loop()
-            parsed = await loop.run_in_executor(state.decode_pool, parse_message, message, limits)
+            parsed = await parse_request_off_loop(state, message.ByteSize(), parse_message, message, limits)
             check_outputs(parsed, predictor)
             return parsed, await decode_images(parsed, state, predictor)
 

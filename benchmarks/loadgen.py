@@ -19,6 +19,7 @@ import contextlib
 import json
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks.stats import RequestRecord, Summary, summarize
@@ -40,6 +41,8 @@ class LoadSpec:
     duration_s: float
     path: str = "/predict"
     timeout_s: float = 60.0  # a request unanswered after this counts as a "timeout" error
+    grpc_port: int | None = None  # where the server speaks OIP over gRPC, for benchmarks/grpc_load.py
+    grpc_messages: tuple[bytes, ...] = ()  # serialized ModelInferRequests of the same images as ``bodies``
 
 
 @dataclass
@@ -148,11 +151,18 @@ async def _run_workers(spec: LoadSpec, workers: int, first_worker: int, begin_at
     return records
 
 
-def _client_process(spec: LoadSpec, workers: int, first_worker: int, begin_at: float):
+def drive_http(spec: LoadSpec, workers: int, first_worker: int, begin_at: float) -> list[RequestRecord]:
+    """``workers`` HTTP clients of one process, each on its own keep-alive connection."""
+    return event_loop_runner()(_run_workers(spec, workers, first_worker, begin_at))
+
+
+Drive = Callable[[LoadSpec, int, int, float], list[RequestRecord]]  # (spec, workers, first worker, begin at)
+
+
+def _client_process(spec: LoadSpec, workers: int, first_worker: int, begin_at: float, drive: Drive = drive_http):
     """Entry point of one client process: its records and its own CPU time."""
     cpu_before = time.process_time()
-    runner = event_loop_runner()
-    records = runner(_run_workers(spec, workers, first_worker, begin_at))
+    records = drive(spec, workers, first_worker, begin_at)
     return records, time.process_time() - cpu_before
 
 
@@ -165,21 +175,23 @@ def event_loop_runner():
         return asyncio.run
 
 
-def run_load(spec: LoadSpec, processes: int = 1) -> LoadResult:
-    """Drive one load level and summarize it; ``processes`` > 1 spreads the workers over processes."""
+def run_load(spec: LoadSpec, processes: int = 1, drive: Drive = drive_http) -> LoadResult:
+    """Drive one load level and summarize it; ``processes`` > 1 spreads the workers over processes. ``drive``
+    runs one process's clients (a module-level function: spawned processes import it): HTTP here, gRPC in
+    benchmarks/grpc_load.py."""
     processes = max(1, min(processes, spec.concurrency))
     shares = [spec.concurrency // processes + (i < spec.concurrency % processes) for i in range(processes)]
     firsts = [sum(shares[:i]) for i in range(processes)]
     wall_start = time.monotonic()
     if processes == 1:
         begin_at = time.monotonic()
-        parts = [_client_process(spec, spec.concurrency, 0, begin_at)]
+        parts = [_client_process(spec, spec.concurrency, 0, begin_at, drive)]
     else:
         begin_at = time.monotonic() + 3.0  # room for the spawned processes to import and connect
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
         with context.Pool(processes) as pool:
             parts = pool.starmap(
-                _client_process, [(spec, n, first, begin_at) for n, first in zip(shares, firsts, strict=True)]
+                _client_process, [(spec, n, first, begin_at, drive) for n, first in zip(shares, firsts, strict=True)]
             )
     records = [r for part, _ in parts for r in part]
     window_start = begin_at + spec.warmup_s

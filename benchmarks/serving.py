@@ -28,7 +28,9 @@ run never overwrites the real-model results. Their tables give requests/s and se
 
 ``--rounds N`` repeats everything N times, the servers' order rotated each round, and the report gives each
 comparison in every round: a claim holds only if it holds in all of them. ``--generators ours,wrk`` drives
-every level with our client and then with wrk (``benchmarks.wrk``), so no result rests on one generator.
+every level with our client and then with wrk (``benchmarks.wrk``), so no result rests on one generator;
+``grpc`` adds a gRPC client (``benchmarks.grpc_load``: OIP's ModelInfer with the same images) for the servers that
+speak it, this service started with ``ALEXNET_GRPC_PORT``, so REST and gRPC are measured on one server, in turn.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from benchmarks import report, targets
+from benchmarks.grpc_load import grpc_installed, infer_messages, run_grpc
 from benchmarks.limit import BATCH_SIZES, decode_costs, forward_sweep, parallel_sweep
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.machine import describe_machine, load_average
@@ -58,7 +61,7 @@ from benchmarks.servers.catalog import (
     server_specs,
     service_defaults,
 )
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, exit_on_sigterm, start_server
+from benchmarks.servers.launch import LOOPBACK, ServerSpec, exit_on_sigterm, free_port, start_server
 from benchmarks.wrk import run_wrk, wrk_installed
 from models import load_checkpoint, save_random_checkpoint
 from models.files import atomic_write
@@ -70,8 +73,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_SCENARIOS = ("cifar:1:1,8,32", "photo:1:1,8,32", "cifar:64:1,4")
 QUICK_SCENARIOS = ("cifar:1:1,8", "photo:1:4", "cifar:16:2")
 DISTINCT_IMAGES = {"cifar": 64, "photo": 16}  # distinct pictures per kind: requests rotate through them
-# Our own client and wrk (benchmarks/wrk.py); each takes (load, client processes or wrk threads)
-GENERATORS = {"ours": run_load, "wrk": run_wrk}
+# Our own HTTP client, wrk (benchmarks/wrk.py) and a gRPC client (benchmarks/grpc_load.py: OIP's ModelInfer, only
+# for the servers that speak it); each takes (load, client processes or wrk threads)
+GENERATORS = {"ours": run_load, "wrk": run_wrk, "grpc": run_grpc}
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,15 @@ class Scenario:
         return f"{self.kind} x{self.images_per_request}"
 
 
-def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
-    """Distinct bodies of ``per_request`` images each, cycling through the uploads."""
+def request_groups(uploads: list, per_request: int) -> list[list]:
+    """Distinct groups of ``per_request`` uploads each, cycling through the uploads: one request each."""
     count = max(1, len(uploads) // per_request) if per_request <= len(uploads) else 1
-    groups = [[uploads[(i * per_request + j) % len(uploads)] for j in range(per_request)] for i in range(count)]
-    return tuple(multipart_body(group)[0] for group in groups)
+    return [[uploads[(i * per_request + j) % len(uploads)] for j in range(per_request)] for i in range(count)]
+
+
+def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
+    """The groups as multipart bodies."""
+    return tuple(multipart_body(group)[0] for group in request_groups(uploads, per_request))
 
 
 def bench_server(
@@ -108,24 +116,30 @@ def bench_server(
     """Every scenario and level against one server, with each load generator in turn; a server that fails to
     start is recorded, not fatal. ``on_row`` is called with each row as soon as it is measured."""
     rows = []
+    grpc_port = free_port() if spec.speaks_grpc and "grpc" in args.generators else None
+    if grpc_port is not None:
+        spec = replace(spec, env={**spec.env, "ALEXNET_GRPC_PORT": str(grpc_port)})
+    generators = [g for g in args.generators if g != "grpc" or grpc_port is not None]
     try:
         with start_server(spec, log_dir / f"{spec.name}.log") as server:
             for scenario in scenarios:
-                bodies = request_bodies(uploads[scenario.kind], scenario.images_per_request)
+                groups = request_groups(uploads[scenario.kind], scenario.images_per_request)
                 content_type = multipart_body(uploads[scenario.kind][:1])[1]
                 for level in scenario.levels:
                     load = LoadSpec(
                         LOOPBACK,
                         server.port,
-                        bodies,
+                        tuple(multipart_body(group)[0] for group in groups),
                         content_type,
                         scenario.images_per_request,
                         level,
                         args.warmup,
                         args.duration,
                         timeout_s=args.request_timeout,
+                        grpc_port=grpc_port,
+                        grpc_messages=infer_messages([[u.data for u in g] for g in groups]) if grpc_port else (),
                     )
-                    for generator in args.generators:
+                    for generator in generators:
                         cpu_before = server.cpu_s()
                         result = GENERATORS[generator](load, args.client_processes)
                         server_cpu = server.cpu_s() - cpu_before
@@ -257,6 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--generators: choose from {sorted(GENERATORS)}")
     if "wrk" in args.generators and not wrk_installed():
         parser.error("--generators wrk: wrk is not installed (Debian: apt-get install wrk)")
+    if "grpc" in args.generators and not grpc_installed():
+        parser.error("--generators grpc: needs the grpc extra (pip install -e '.[grpc]')")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.input_size is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +69,3 @@ class FullDisk(io.FileIO):
         self.filled = True
         view = memoryview(data).cast("B")
         return super().write(view[: len(view) // 2])  # a short write, as write(2) does when the space runs out
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (for a second listener, such as the gRPC port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -34,7 +34,7 @@ from app.oip_tensors import (
 )
 from app.predictor import MODEL_NAME, Predictor
 from app.request_log import IMAGES as LOGGED_IMAGES
-from app.uploads import Upload, decode_uploads, read_body
+from app.uploads import INLINE_MAX_BYTES, Upload, decode_uploads, read_body
 
 PLATFORM = "pytorch"
 EXTENSIONS = ["binary_tensor_data"]
@@ -191,15 +191,24 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         return split_body(body, request.headers.get(HEADER_LENGTH))
 
     async def prepare(parts: tuple[bytes, bytes]) -> tuple[InferRequest, np.ndarray]:
-        # JSON of up to max_body_bytes takes a while to parse: off the event loop, in the decode threads
-        loop = asyncio.get_running_loop()
-        parsed = await loop.run_in_executor(state.decode_pool, parse_request, *parts, limits)
+        parsed = await parse_request_off_loop(state, len(parts[0]) + len(parts[1]), parse_request, *parts, limits)
         request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
         check_outputs(parsed, predictor)
         return parsed, await decode_images(parsed, state, predictor)
 
     parsed, rows = await pipeline.run(state, predictor, read, prepare)
     return _answer(parsed, rows, predictor)
+
+
+async def parse_request_off_loop(
+    state: ServiceState, size: int, parse: Callable[..., InferRequest], *args: Any
+) -> InferRequest:
+    """``parse(*args)`` for a request of ``size`` bytes: in the decode threads, since JSON of up to max_body_bytes
+    takes a while to parse; on the event loop when it is small (as a small image's decode: the hop costs more)."""
+    if size <= INLINE_MAX_BYTES:
+        return parse(*args)
+    assert state.decode_pool is not None
+    return await asyncio.get_running_loop().run_in_executor(state.decode_pool, parse, *args)
 
 
 async def decode_images(parsed: InferRequest, state: ServiceState, predictor: Predictor) -> np.ndarray:

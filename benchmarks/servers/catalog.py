@@ -134,12 +134,14 @@ def server_specs(
             (*entry_point, *where),
             service_env,
             description="this service, default settings (batching across requests on)" + suffix,
+            speaks_grpc=True,
         ),
         "service-nobatch": ServerSpec(
             "service-nobatch",
             (*entry_point, *where),
             {**service_env, "ALEXNET_BATCHING": "false"},
             description="this service with ALEXNET_BATCHING=false (one forward pass per request)" + suffix,
+            speaks_grpc=True,
         ),
         "plain-fastapi": ServerSpec(
             "plain-fastapi",

@@ -30,6 +30,7 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
     description: str = ""
+    speaks_grpc: bool = False  # OIP over gRPC with ALEXNET_GRPC_PORT set (this service): the grpc generator's server
 
 
 def free_port() -> int:

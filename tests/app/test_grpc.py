@@ -25,8 +25,8 @@ from app.batcher import Batcher
 from app.errors import Overloaded
 from app.logs import ACCESS_LOGGER
 from app.uploads import Upload, decode_image
+from benchmarks.servers.launch import free_port
 from tests.app.helpers import Gate, LiveServer, encode, files, picture, png, service_settings
-from tests.helpers import free_port
 
 MODEL = "alexnet"
 KEY = "k" * 24

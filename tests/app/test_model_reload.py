@@ -18,10 +18,10 @@ import pytest
 
 from app.predictor import Predictor
 from benchmarks.servers.catalog import service_spec
-from benchmarks.servers.launch import LOOPBACK, start_server
+from benchmarks.servers.launch import LOOPBACK, free_port, start_server
 from models import load_checkpoint, load_image, save_checkpoint
 from tests.app.helpers import LiveServer, files, picture, png, service_settings
-from tests.helpers import free_port, write_he_checkpoint
+from tests.helpers import write_he_checkpoint
 
 IMAGE = png(picture())
 

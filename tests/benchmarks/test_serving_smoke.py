@@ -118,3 +118,29 @@ def test_a_run_stopped_by_sigterm_keeps_its_rows_and_stops_its_server(tiny_check
     assert rows and rows[0]["server"] == "plain-fastapi" and rows[0]["concurrency"] == 1
     assert _processes_naming(str(checkpoint)) == []
     assert not (out / "serving.json").exists()
+
+
+def test_the_grpc_generator_measures_the_service_beside_rest_and_checks_answers(tiny_checkpoint, tmp_path):
+    """``--generators ours,grpc``: the service is started with its gRPC port and measured by both clients in turn;
+    the floor, which speaks no gRPC, by our HTTP client alone. A gRPC answer of the wrong shape is an error."""
+    pytest.importorskip("tritonclient.grpc")
+    from tritonclient.grpc import service_pb2 as pb
+
+    from benchmarks.grpc_load import check_answer
+
+    serving.main([
+        "--model-free", "--servers", "service", "--generators", "ours,grpc", "--checkpoint", str(tiny_checkpoint),
+        "--scenario", "cifar:2:2", "--duration", "1", "--warmup", "0.3", "--out", str(tmp_path / "out"),
+        "--cifar-dir", str(tmp_path / "none"),
+    ])  # fmt: skip
+    rows = json.loads((tmp_path / "out" / "serving-model-free.json").read_text())["results"]
+    measured = {(row["server"], row["generator"]): row for row in rows}
+    assert set(measured) == {("service", "ours"), ("service", "grpc"), ("bare-fastapi", "ours")}
+    by_grpc = measured["service", "grpc"]
+    assert by_grpc["requests"] > 0 and by_grpc["error_count"] == 0 and by_grpc["images"] == 2 * by_grpc["requests"]
+    answer = pb.ModelInferResponse()
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(bytes(40))
+    assert check_answer(answer.SerializeToString(), 1) is None
+    assert check_answer(answer.SerializeToString(), 2) == "wrong_count"
+    assert check_answer(pb.ModelInferResponse().SerializeToString(), 1) == "bad_answer"

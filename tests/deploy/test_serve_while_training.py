@@ -16,10 +16,11 @@ import httpx
 import pytest
 import torch
 
+from benchmarks.servers.launch import free_port
 from models.checkpoint import load_checkpoint, save_checkpoint
 from tests.app.helpers import png
 from tests.deploy.test_makefile import checkpoints, fake_venv
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
