@@ -42,6 +42,7 @@ from app.routes.oip import (
 )
 from app.routes.repository import AlwaysServing, check_control, checkpoint_in, repository_models
 
+logger = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 STATUS = {  # the service's HTTP statuses, as gRPC codes
@@ -154,6 +155,10 @@ class OIPServicer(pb_grpc.GRPCInferenceServiceServicer):
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED  # the client's deadline passed or it went away
             raise
+        except Exception:  # a bug, as REST's 500: logged with its traceback, answered without a detail that leaks
+            code = grpc.StatusCode.INTERNAL
+            logger.exception("gRPC %s failed", method)
+            await context.abort(code, "internal error (logged with this call's request ID)")
         finally:
             self._account(method, code, context.peer(), request_id, perf_counter_ns() - start)
             REQUEST_ID.reset(token)

@@ -122,7 +122,10 @@ class ModelLoader:
                 f"{path.name} reads {predictor.source_size}-pixel images, not "
                 f"{serving.source_size} as the served model does"
             )
-        await self.pool.on_every_thread(predictor.warm_up, self.warmup_sizes)
+        try:
+            await self.pool.on_every_thread(predictor.warm_up, self.warmup_sizes)
+        except Exception as exc:  # a network that reads and checks but cannot run here (e.g. too small an input)
+            raise LoadRefused(f"{path.name} failed its warm-up pass: {exc}") from None
         return predictor
 
     async def reload(self, why: str) -> None:

@@ -126,6 +126,24 @@ def test_overload_is_resource_exhausted_at_once_then_served(
     assert server.metric(counted % "RESOURCE_EXHAUSTED") == 1 and server.metric(counted % "OK") >= 1
 
 
+def test_a_bug_is_internal_logged_and_leaks_nothing(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    server, grpc = live
+    batcher = server.state.batcher
+    assert isinstance(batcher, Batcher)
+
+    def broken(time_left: float) -> None:
+        raise RuntimeError("secret detail")
+
+    batcher.admit_arrival = broken  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.ERROR, logger="app.grpc_oip"), pytest.raises(InferenceServerException) as caught:
+            grpc.infer(MODEL, [_images(png())])
+    finally:
+        del batcher.admit_arrival
+    assert caught.value.status() == "StatusCode.INTERNAL" and "secret" not in caught.value.message()
+    assert any("gRPC ModelInfer failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 def test_the_request_id_and_the_access_line(live: Live, caplog: pytest.LogCaptureFixture) -> None:
     _, grpc = live
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):

@@ -21,7 +21,7 @@ from benchmarks.servers.catalog import service_spec
 from benchmarks.servers.launch import LOOPBACK, free_port, start_server
 from models import load_checkpoint, load_image, save_checkpoint
 from tests.app.helpers import LiveServer, files, picture, png, service_settings
-from tests.helpers import write_he_checkpoint
+from tests.helpers import write_he_checkpoint, write_random_checkpoint
 
 IMAGE = png(picture())
 
@@ -274,6 +274,21 @@ def test_the_repository_over_grpc_as_over_rest(folder: Path) -> None:
     assert outside[0] == "StatusCode.INVALID_ARGUMENT" and "not a path" in outside[1]
     assert unload[0] == "StatusCode.FAILED_PRECONDITION" and "always serves" in unload[1]
     assert control_off == ("StatusCode.PERMISSION_DENIED", rest_off)  # REST's words
+
+
+def test_a_checkpoint_that_fails_its_warm_up_is_refused_and_the_old_model_serves_on(folder: Path) -> None:
+    """It reads and passes every check, but its network cannot run a pass here (32-pixel input: too small for
+    AlexNet's pooling): a 409 with the reason, not a 500, and nothing swapped."""
+    write_random_checkpoint(folder / "too-small.safetensors", input_size=32)
+    server = LiveServer(service_settings(folder / "a.safetensors", model_control=True)).start()
+    try:
+        refused = _load(server.url, "too-small.safetensors")
+        after = httpx.post(f"{server.url}/predict", files=files(("x.png", IMAGE)), timeout=30)
+    finally:
+        server.stop()
+        (folder / "too-small.safetensors").unlink()
+    assert refused.status_code == 409 and "failed its warm-up pass" in refused.json()["error"]
+    assert after.status_code == 200 and after.json()["model"]["version"] == 1
 
 
 def test_a_load_request_that_names_no_file_is_a_400_with_its_reason(folder: Path) -> None:
