@@ -9,7 +9,19 @@ import sys
 
 import torch
 
-PACKAGES = ("torch", "torchvision", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "litserve", "pillow")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "litserve",
+    "pillow",
+    "grpcio",
+    "protobuf",
+)
 
 
 def cpu_model() -> str:

@@ -234,6 +234,27 @@ call_api() {
     log "POST /predict (text file) -> $code $(cat "$WORK/bad.json")"
 }
 
+# The image serves OIP over gRPC on 8001 (ENV ALEXNET_GRPC_PORT): grpc.health.v1 as Kubernetes' liveness probe asks
+# it, and one ModelInfer of call_api's PNG (on stdin) with the key, by Triton's client, from inside the container
+# (the image has the grpc extra; the port is not published here).
+check_grpc() {
+    podman exec -i -e KEY="$API_KEY" "$CONTAINER" python -c '
+import os, socket, sys, numpy as np, grpc, tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g
+address = socket.gethostbyname(socket.gethostname()) + ":8001"  # the container address: gRPC must not listen on loopback only
+health = g.HealthStub(grpc.insecure_channel(address))
+for name in ("", "inference.GRPCInferenceService"):
+    status = health.Check(h.HealthCheckRequest(service=name), timeout=10).status
+    assert status == h.HealthCheckResponse.SERVING, (name, status)
+client = triton.InferenceServerClient(address)
+image = triton.InferInput("images", [1], "BYTES")
+image.set_data_from_numpy(np.array([sys.stdin.buffer.read()], dtype=object))
+result = client.infer("alexnet", [image], headers={"x-api-key": os.environ["KEY"]})
+print(address, result.as_numpy("labels")[0].decode(), result.as_numpy("probabilities").shape)
+' <"$WORK/image.png" >"$WORK/grpc.txt" || die "gRPC on 8001 did not answer (health SERVING, then ModelInfer with the key)"
+    log "gRPC on 8001: grpc.health.v1 SERVING; ModelInfer with the key -> $(cat "$WORK/grpc.txt")"
+}
+
 check_container() {
     podman healthcheck run "$CONTAINER" >/dev/null || die "the image's HEALTHCHECK reported unhealthy"
     log "image HEALTHCHECK (podman healthcheck run) -> healthy"
@@ -249,6 +270,7 @@ check_container() {
     [[ "$status" == "CapEff: 0000000000000000 CapBnd: 0000000000000000 NoNewPrivs: 1" ]] ||
         die "PID 1 is not locked down: $status"
     log "read-only root, writable /tmp; PID 1 $status"
+    check_grpc
     log "container memory after the requests: $(podman stats --no-stream --format '{{.MemUsage}}' "$CONTAINER" 2>/dev/null || echo 'not available')"
     log "service runs as uid $uid; processes: $(podman top "$CONTAINER" args | tail -n +2 | tr -s ' ' | paste -sd';')"
     # (podman also tries to remove a systemd healthcheck timer here and complains that systemd is absent)
