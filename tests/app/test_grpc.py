@@ -22,7 +22,6 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from app.batcher import Batcher
-from app.errors import Overloaded
 from app.logs import ACCESS_LOGGER
 from app.uploads import Upload, decode_image
 from benchmarks.servers.launch import free_port
@@ -104,26 +103,66 @@ def test_bad_requests_are_invalid_argument_with_rest_words(
     assert caught.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_overload_is_resource_exhausted_at_once_then_served(
-    live: Live,
-) -> None:
-    server, grpc = live
-    batcher = server.state.batcher
-    assert isinstance(batcher, Batcher)
-
-    def refuse(time_left: float) -> None:
-        raise Overloaded(3.0, time_left, 2)
-
-    batcher.admit_arrival = refuse  # type: ignore[method-assign]  # as under overload: the door refuses
+def test_a_full_queue_is_resource_exhausted_at_once_then_served(tiny_checkpoint: Path) -> None:
+    """The real door: one pass held, the queue's two images taken, the next call refused at once with REST's words
+    and its Retry-After as trailing metadata; every accepted call is answered, and a new one once it drains."""
+    port = free_port()
+    settings = service_settings(tiny_checkpoint, grpc_port=port, model_workers=1, max_queue=2, max_files=2)
+    server = LiveServer(settings).start()
+    gate, grpc = Gate(server), triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+    channel = grpc_module.insecure_channel(f"127.0.0.1:{port}")
+    message = pb.ModelInferRequest(model_name=MODEL)
+    message.inputs.add(name="images", datatype="BYTES", shape=[1])
+    message.raw_input_contents.append(len(png()).to_bytes(4, "little") + png())
     try:
-        with pytest.raises(InferenceServerException, match="overloaded") as caught:
-            grpc.infer(MODEL, [_images(png())])
-        assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(grpc.infer, MODEL, [_images(png())])
+            assert gate.entered.wait(30)  # the one model thread holds the first call's pass
+            queued = pool.submit(grpc.infer, MODEL, [_images(png(), png())])
+            gate.wait_queued(2)  # the queue holds 2 images: full
+            start = time.monotonic()
+            with pytest.raises(grpc_module.RpcError) as refused:
+                pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(message, timeout=30)
+            seconds = time.monotonic() - start
+            gate.open()
+            answered = [running.result().as_numpy("labels").shape, queued.result().as_numpy("labels").shape]
+        again = grpc.infer(MODEL, [_images(png())]).as_numpy("labels").shape
+        counted = 'alexnet_grpc_requests_total{code="%s",method="ModelInfer"}'
+        counts = server.metric(counted % "RESOURCE_EXHAUSTED"), server.metric(counted % "OK")
     finally:
-        del batcher.admit_arrival
-    assert grpc.infer(MODEL, [_images(png())]).as_numpy("probabilities").shape == (1, 10)
-    counted = 'alexnet_grpc_requests_total{code="%s",method="ModelInfer"}'
-    assert server.metric(counted % "RESOURCE_EXHAUSTED") == 1 and server.metric(counted % "OK") >= 1
+        gate.open()
+        grpc.close()
+        channel.close()
+        server.stop()
+    assert refused.value.code() == grpc_module.StatusCode.RESOURCE_EXHAUSTED and seconds < 5
+    assert "queue is full" in refused.value.details()
+    assert dict(refused.value.trailing_metadata())["retry-after"] == "1"
+    assert answered == [(1,), (2,)] and again == (1,) and counts == (1, 3)
+
+
+def test_sigterm_drains_a_call_under_way_and_refuses_new_ones(tiny_checkpoint: Path) -> None:
+    """On shutdown the gRPC server stops taking calls; the call whose pass is running is answered."""
+    port = free_port()
+    server = LiveServer(service_settings(tiny_checkpoint, grpc_port=port, model_workers=1)).start()
+    gate, grpc = Gate(server), triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(grpc.infer, MODEL, [_images(png())])
+            assert gate.entered.wait(30)
+            stopping = pool.submit(server.stop)
+            server.wait_for_status("stopping", timeout=10)
+            time.sleep(0.2)  # the gRPC server's stop has begun
+            with pytest.raises(InferenceServerException) as refused:
+                triton.InferenceServerClient(url=f"127.0.0.1:{port}").infer(MODEL, [_images(png())], client_timeout=5)
+            gate.open()
+            answered = running.result().as_numpy("labels").shape
+            stopping.result()
+    finally:
+        gate.open()
+        grpc.close()
+        server.stop()
+    assert answered == (1,)
+    assert refused.value.status() == "StatusCode.UNAVAILABLE"
 
 
 def test_a_bug_is_internal_logged_and_leaks_nothing(live: Live, caplog: pytest.LogCaptureFixture) -> None:
