@@ -28,6 +28,11 @@ class ServiceState:
     batcher: Batcher | None = None
     decode_pool: Executor | None = None
 
+    @property
+    def ready(self) -> bool:
+        """Ready for inference: what /health/ready, OIP's readiness (REST and gRPC) and grpc.health.v1 say."""
+        return self.status == "ready"
+
     def set_status(self, status: Status, detail: str | None = None) -> None:
         self.status, self.detail = status, detail
         self.metrics.ready.set(1 if status == "ready" else 0)

@@ -9,12 +9,15 @@ Two names, read from the service's state at each call (one home for readiness, a
   /health/ready), NOT_SERVING while warming up, after a failed warm-up and from SIGTERM on.
 
 Any other name is NOT_FOUND, as the protocol says. Watch sends the status and then each change (looked at every
-``WATCH_EVERY_S``); its stream ends once the service is stopping, so that an open Watch never holds up the drain.
+``WATCH_EVERY_S``, and at once when the gRPC server begins to stop); its stream ends when the gRPC server stops
+(``close``), not at SIGTERM: while HTTP drains, a watcher holds its stream and sees NOT_SERVING, instead of being
+sent away to reconnect at once; and an open Watch never holds up the gRPC server's own drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import grpc
@@ -34,12 +37,16 @@ class ServiceHealth(health_pb2_grpc.HealthServicer):
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        """The gRPC server is about to stop: Watch streams send their last status and end."""
+        self.closing.set()
 
     def statuses(self) -> dict[str, int]:
-        status = self.state.status
         return {
-            SERVER: NOT_SERVING if status == "stopping" else SERVING,
-            INFERENCE: SERVING if status == "ready" else NOT_SERVING,
+            SERVER: NOT_SERVING if self.state.status == "stopping" else SERVING,
+            INFERENCE: SERVING if self.state.ready else NOT_SERVING,
         }
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -55,14 +62,18 @@ class ServiceHealth(health_pb2_grpc.HealthServicer):
     async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         last = None
         while True:
+            closing = self.closing.is_set()  # read before the status: the last status sent is the one at closing
             status = self.statuses().get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
             if status != last:
                 await context.write(health_pb2.HealthCheckResponse(status=status))
                 last = status
-            if self.state.status == "stopping":
+            if closing:
                 return
-            await asyncio.sleep(WATCH_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), WATCH_EVERY_S)
 
 
-def add_health(server: grpc.aio.Server, state: ServiceState) -> None:
-    health_pb2_grpc.add_HealthServicer_to_server(ServiceHealth(state), server)
+def add_health(server: grpc.aio.Server, state: ServiceState) -> ServiceHealth:
+    health = ServiceHealth(state)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    return health

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from app.access import INVALID, MISSING, key_digest, presented_keys, valid_key
 from app.config import Settings
-from app.grpc_health import add_health
+from app.grpc_health import ServiceHealth, add_health
 from app.grpc_oip import OIPServicer
 
 logger = logging.getLogger(__name__)
@@ -34,14 +35,27 @@ OPEN_METHODS = frozenset(
 )
 
 
-async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
+@dataclass(frozen=True)
+class GrpcService:
+    """The running gRPC server and its health service, stopped together."""
+
+    server: grpc.aio.Server
+    health: ServiceHealth
+
+    async def stop(self, grace_s: float) -> None:
+        """New calls refused, calls under way given ``grace_s`` to finish, Watch streams ended first."""
+        self.health.close()
+        await self.server.stop(grace_s)
+
+
+async def start_grpc(app: FastAPI, settings: Settings) -> GrpcService:
     """The OIP gRPC server on ``grpc_port``, listening and serving (the lifespan calls it only when it is set)."""
     interceptors = [RequireApiKey(key_digest(settings.api_key))] if settings.api_key is not None else []
     limit = settings.max_body_bytes
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(OIPServicer(app), server)
-    add_health(server, app.state.service)
+    health = add_health(server, app.state.service)
     address = f"{settings.host}:{settings.grpc_port}"
     try:
         server.add_insecure_port(address)
@@ -49,7 +63,7 @@ async def start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
         raise RuntimeError(f"gRPC could not listen on {address}: {exc}") from None
     await server.start()
     logger.info("Open Inference Protocol over gRPC on %s", address)
-    return server
+    return GrpcService(server, health)
 
 
 class RequireApiKey(grpc.aio.ServerInterceptor):

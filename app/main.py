@@ -44,7 +44,7 @@ from app.routes import health, metrics, model, oip, page, predict, repository
 from models import CheckpointError, DeviceError
 
 if TYPE_CHECKING:
-    import grpc
+    from app.grpc_server import GrpcService
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("stopped")
 
 
-async def _start_grpc(app: FastAPI, settings: Settings) -> grpc.aio.Server:
+async def _start_grpc(app: FastAPI, settings: Settings) -> GrpcService:
     try:  # imported only when asked for: grpcio, protobuf and the generated code are the gRPC extra's
         from app.grpc_server import start_grpc
 

@@ -65,7 +65,7 @@ class ModelLoader:
         that leaves the folder (absolute, ``..``, a link pointing out) is a 400; a missing file a 404."""
         if name is None:
             return self.state.settings.checkpoint
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        if not name or "\x00" in name or Path(name).is_absolute() or ".." in Path(name).parts:
             raise BadRequest(f"checkpoint {name!r}: give a file name inside the checkpoint's folder, not a path")
         path = self.folder / name
         if not path.resolve().is_relative_to(self.folder):
@@ -124,8 +124,10 @@ class ModelLoader:
             )
         try:
             await self.pool.on_every_thread(predictor.warm_up, self.warmup_sizes)
-        except Exception as exc:  # a network that reads and checks but cannot run here (e.g. too small an input)
-            raise LoadRefused(f"{path.name} failed its warm-up pass: {exc}") from None
+        except Exception:  # a network that reads and checks but cannot run here (e.g. too small an input)
+            # The reason, torch's words, goes to the log with its traceback, not to the client.
+            logger.exception("%s failed its warm-up pass", path.name)
+            raise LoadRefused(f"{path.name} failed its warm-up pass (the reason is in the service's log)") from None
         return predictor
 
     async def reload(self, why: str) -> None:

@@ -45,13 +45,17 @@ def infer_messages(groups: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
 
 def check_answer(answer: bytes, images: int) -> str | None:
     """None for a correct answer (``images`` rows of float32 probabilities), else the kind of error to count."""
+    from google.protobuf.message import DecodeError
     from tritonclient.grpc import service_pb2 as pb
 
-    response = pb.ModelInferResponse.FromString(answer)
-    for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
-        if output.name == "probabilities":
-            rows, classes = output.shape
-            return None if rows == images and len(raw) == rows * classes * 4 else "wrong_count"
+    try:
+        response = pb.ModelInferResponse.FromString(answer)
+        for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
+            if output.name == "probabilities":
+                rows, classes = output.shape
+                return None if rows == images and len(raw) == rows * classes * 4 else "wrong_count"
+    except (ValueError, DecodeError):  # not a message, or a probabilities shape that is not (rows, classes)
+        pass
     return "bad_answer"
 
 

@@ -110,6 +110,11 @@ def request_bodies(uploads: list, per_request: int) -> tuple[bytes, ...]:
     return tuple(multipart_body(group)[0] for group in request_groups(uploads, per_request))
 
 
+def grpc_messages(uploads: list, per_request: int) -> tuple[bytes, ...]:
+    """The same groups as serialized ModelInferRequests (benchmarks/grpc_load.py)."""
+    return infer_messages([[upload.data for upload in group] for group in request_groups(uploads, per_request)])
+
+
 def bench_server(
     spec: ServerSpec, scenarios, uploads, args, log_dir: Path, round_number: int = 1, on_row=None
 ) -> list[dict]:
@@ -123,13 +128,14 @@ def bench_server(
     try:
         with start_server(spec, log_dir / f"{spec.name}.log") as server:
             for scenario in scenarios:
-                groups = request_groups(uploads[scenario.kind], scenario.images_per_request)
+                bodies = request_bodies(uploads[scenario.kind], scenario.images_per_request)
                 content_type = multipart_body(uploads[scenario.kind][:1])[1]
+                messages = grpc_messages(uploads[scenario.kind], scenario.images_per_request) if grpc_port else ()
                 for level in scenario.levels:
                     load = LoadSpec(
                         LOOPBACK,
                         server.port,
-                        tuple(multipart_body(group)[0] for group in groups),
+                        bodies,
                         content_type,
                         scenario.images_per_request,
                         level,
@@ -137,10 +143,10 @@ def bench_server(
                         args.duration,
                         timeout_s=args.request_timeout,
                         grpc_port=grpc_port,
-                        grpc_messages=infer_messages([[u.data for u in g] for g in groups]) if grpc_port else (),
+                        grpc_messages=messages,
                     )
                     for generator in generators:
-                        cpu_before = server.cpu_s()
+                        cpu_before, passes_before = server.cpu_s(), server.pass_totals()
                         result = GENERATORS[generator](load, args.client_processes)
                         server_cpu = server.cpu_s() - cpu_before
                         row = {
@@ -153,6 +159,7 @@ def bench_server(
                             **result.summary.to_dict(),
                             "server_cpu_cores": round(server_cpu / result.wall_s, 2),
                             "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
+                            **images_per_pass(passes_before, server.pass_totals()),
                         }
                         _log_row(row, scenario)
                         rows.append(row)
@@ -162,6 +169,14 @@ def bench_server(
         logger.error("%s could not be benchmarked: %s (see %s)", spec.name, exc, log_dir / f"{spec.name}.log")
         rows.append({"server": spec.name, "round": round_number, "failed": str(exc)})
     return rows
+
+
+def images_per_pass(before: tuple[float, float] | None, after: tuple[float, float] | None) -> dict:
+    """This service's mean images per forward pass over a level (its warm-up included), from its own metrics: how
+    well requests were batched. Nothing for a server without those metrics."""
+    if before is None or after is None or after[1] <= before[1]:
+        return {}
+    return {"images_per_pass": round((after[0] - before[0]) / (after[1] - before[1]), 2)}
 
 
 def _log_row(row: dict, scenario: Scenario) -> None:

@@ -35,7 +35,7 @@ def _readiness(state: ServiceState) -> JSONResponse:
     predictor = state.predictor
     body = HealthResponse(
         status=state.status,
-        ready=state.status == "ready",
+        ready=state.ready,
         device=str(predictor.device) if predictor else None,
         model=predictor.info if predictor else None,  # type: ignore[arg-type]
         detail=state.detail,

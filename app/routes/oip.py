@@ -88,10 +88,6 @@ def check_model(name: str, version: str | None, state: ServiceState) -> None:
         raise NotFound(f"unknown version {version!r} of model {name!r}: it serves version {serving!r}")
 
 
-def _ready(state: ServiceState) -> bool:
-    return state.status == "ready"  # as /health/ready decides
-
-
 @router.get("", summary="Server metadata")
 async def server_metadata(request: Request) -> dict[str, Any]:
     return {"name": request.app.title, "version": request.app.version, "extensions": EXTENSIONS}
@@ -104,14 +100,14 @@ async def server_live() -> dict[str, bool]:
 
 @router.get("/health/ready", summary="Server readiness")
 async def server_ready(request: Request) -> JSONResponse:
-    ready = _ready(service_state(request))
+    ready = service_state(request).ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def _model_ready(request: Request, name: str, version: str | None) -> JSONResponse:
     state = service_state(request)
     check_model(name, version, state)
-    ready = _ready(state)
+    ready = state.ready
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
 
@@ -191,7 +187,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         return split_body(body, request.headers.get(HEADER_LENGTH))
 
     async def prepare(parts: tuple[bytes, bytes]) -> tuple[InferRequest, np.ndarray]:
-        parsed = await parse_request_off_loop(state, len(parts[0]) + len(parts[1]), parse_request, *parts, limits)
+        parsed = await parse_request_off_loop(state, len(parts[0]), len(parts[1]), parse_request, *parts, limits)
         request.scope[LOGGED_IMAGES] = parsed.input.count  # for the access line (app/request_log.py)
         check_outputs(parsed, predictor)
         return parsed, await decode_images(parsed, state, predictor)
@@ -200,12 +196,17 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     return _answer(parsed, rows, predictor)
 
 
+# A request is parsed on the event loop when its JSON is this small and its binary part at most INLINE_MAX_BYTES:
+# then the hop to a thread costs more than the parse (tens of microseconds), as for a small image's decode.
+INLINE_JSON_BYTES = 4096
+
+
 async def parse_request_off_loop(
-    state: ServiceState, size: int, parse: Callable[..., InferRequest], *args: Any
+    state: ServiceState, json_bytes: int, binary_bytes: int, parse: Callable[..., InferRequest], *args: Any
 ) -> InferRequest:
-    """``parse(*args)`` for a request of ``size`` bytes: in the decode threads, since JSON of up to max_body_bytes
-    takes a while to parse; on the event loop when it is small (as a small image's decode: the hop costs more)."""
-    if size <= INLINE_MAX_BYTES:
+    """``parse(*args)`` for a request with ``json_bytes`` of JSON and ``binary_bytes`` of binary data: in the decode
+    threads, since JSON of up to max_body_bytes takes a while to parse; on the event loop when both are small."""
+    if json_bytes <= INLINE_JSON_BYTES and binary_bytes <= INLINE_MAX_BYTES:
         return parse(*args)
     assert state.decode_pool is not None
     return await asyncio.get_running_loop().run_in_executor(state.decode_pool, parse, *args)

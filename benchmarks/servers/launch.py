@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+PASS_TOTAL = re.compile(r"^alexnet_batch_size_images_(sum|count) (\S+)$", re.M)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -84,6 +86,19 @@ class RunningServer:
 
     def cpu_s(self) -> float:
         return process_tree_cpu_s(self.process.pid)
+
+    def pass_totals(self) -> tuple[float, float] | None:
+        """(images, forward passes) so far, from this service's /metrics (``alexnet_batch_size_images``); None for a
+        server without them (the peers)."""
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
+        totals = dict(PASS_TOTAL.findall(text))
+        if len(totals) < 2:
+            return None
+        return float(totals["sum"]), float(totals["count"])
 
 
 @contextlib.contextmanager

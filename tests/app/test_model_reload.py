@@ -295,11 +295,13 @@ def test_a_load_request_that_names_no_file_is_a_400_with_its_reason(folder: Path
     server = LiveServer(service_settings(folder / "a.safetensors", model_control=True)).start()
     url = f"{server.url}/v2/repository/models/alexnet/load"
     bodies = b"[1]", b'{"parameters": 3}', b'{"parameters": {"checkpoint": 7}}', b'{"parameters": {"config": "x"}}'
+    bodies += (b'{"parameters": {"checkpoint": "a\\u0000b"}}',)  # a NUL: no file can have it (not a 500)
     try:
         answers = [httpx.post(url, content=body, timeout=30) for body in bodies]
     finally:
         server.stop()
-    assert [answer.status_code for answer in answers] == [400] * 4
+    assert [answer.status_code for answer in answers] == [400] * 5
     words = [answer.json()["error"] for answer in answers]
+    assert "not a path" in words[4]
     assert "is not {" in words[0] and "is not {" in words[1]
     assert words[2] == "parameters.checkpoint must be a file name" and "parameters.config is not JSON" in words[3]

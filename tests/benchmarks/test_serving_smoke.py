@@ -138,9 +138,15 @@ def test_the_grpc_generator_measures_the_service_beside_rest_and_checks_answers(
     assert set(measured) == {("service", "ours"), ("service", "grpc"), ("bare-fastapi", "ours")}
     by_grpc = measured["service", "grpc"]
     assert by_grpc["requests"] > 0 and by_grpc["error_count"] == 0 and by_grpc["images"] == 2 * by_grpc["requests"]
+    # the service's own batching, from its metrics (a request's images may be shared among two free workers' passes)
+    assert all(1 <= measured["service", g]["images_per_pass"] <= 4 for g in ("ours", "grpc"))
+    assert "images_per_pass" not in measured["bare-fastapi", "ours"]
     answer = pb.ModelInferResponse()
     answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
     answer.raw_output_contents.append(bytes(40))
     assert check_answer(answer.SerializeToString(), 1) is None
     assert check_answer(answer.SerializeToString(), 2) == "wrong_count"
     assert check_answer(pb.ModelInferResponse().SerializeToString(), 1) == "bad_answer"
+    assert check_answer(b"\xff\xff not a message", 1) == "bad_answer"
+    answer.outputs[0].shape[:] = [10]  # one dimension where two belong
+    assert check_answer(answer.SerializeToString(), 1) == "bad_answer"

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
 from typing import Any, get_args
 
 import httpx
@@ -273,10 +272,12 @@ def test_the_probes_are_health_routes_the_app_serves(settings_env) -> None:
 def test_liveness_asks_grpc_health_about_the_server_on_the_grpc_port() -> None:
     pytest.importorskip("grpc_health", reason='needs the grpc extra: pip install -e ".[dev]"')
     from app import grpc_health
+    from app.deps import ServiceState
     from app.schemas import Status
 
     def health(service: str, status: str) -> int:  # what app/grpc_health.py answers in that state
-        return grpc_health.ServiceHealth(SimpleNamespace(status=status)).statuses()[service]
+        state = ServiceState(settings=None, metrics=None, status=status)  # type: ignore[arg-type]  # only its status
+        return grpc_health.ServiceHealth(state).statuses()[service]
 
     _, grpc = image_ports()
     for key in SERVING:
@@ -454,6 +455,8 @@ def test_the_grace_period_covers_the_prestop_pause_and_the_servers_drain(key, se
 
     settings = settings_env({k: v for k, v in literal_env(key).items() if k.startswith("ALEXNET_")})
     drain_s = server_config(lambda *_: None, settings).timeout_graceful_shutdown  # in-flight requests' last chance
+    if settings.grpc_port:  # then the gRPC server's stop: calls under way get the request deadline (app/main.py)
+        drain_s += settings.request_timeout_s
     pause_s = container(key)["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pause_s >= 5  # long enough for kube-proxy and load balancers to stop sending to a deleted pod
     assert pod_spec(key)["terminationGracePeriodSeconds"] >= pause_s + drain_s + PRESTOP_TO_SPARE_S
