@@ -1,9 +1,10 @@
 """The gRPC load generator: Open Inference Protocol ModelInfer calls, closed loop, beside the HTTP generators.
 
-What a ``tritonclient.grpc`` user sends: the images as one BYTES tensor in ``raw_input_contents`` (each image
-prefixed by its length, 4 bytes little-endian), every output asked for. Every request is serialized once, up
-front, and sent as bytes (no per-call message building); each client process opens one channel, and its
-``concurrency`` calls are concurrent HTTP/2 streams on it, as a tritonclient.grpc user's calls would be. Each
+What a ``tritonclient.grpc`` user sends: the images as one BYTES tensor in ``raw_input_contents`` (serialized by
+tritonclient's own ``serialize_byte_tensor``, as its ``InferInput`` does), every output asked for. Every request
+is serialized once, up front, and sent as bytes (no per-call message building); each client process opens one
+channel, and its ``concurrency`` calls are concurrent HTTP/2 streams on it, as a tritonclient.grpc user's calls
+would be. Each
 answer is parsed and checked (a row of probabilities per image), so a wrong answer counts as an error, as it
 does for our HTTP client. The records, summary and client CPU time are the HTTP generator's
 (``benchmarks.loadgen.run_load``); the event loop is asyncio's own, the one grpc.aio supports.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import struct
 import time
 from collections.abc import Sequence
 
@@ -32,13 +32,15 @@ def grpc_installed() -> bool:
 
 def infer_messages(groups: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
     """One serialized ModelInferRequest per group of image files."""
+    import numpy as np
     from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.utils import serialize_byte_tensor
 
     messages = []
     for images in groups:
         request = pb.ModelInferRequest(model_name=MODEL)
         request.inputs.add(name="images", datatype="BYTES", shape=[len(images)])
-        request.raw_input_contents.append(b"".join(struct.pack("<I", len(image)) + image for image in images))
+        request.raw_input_contents.append(serialize_byte_tensor(np.array(images, dtype=object)).item())
         messages.append(request.SerializeToString())
     return tuple(messages)
 

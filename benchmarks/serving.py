@@ -146,7 +146,8 @@ def bench_server(
                         grpc_messages=messages,
                     )
                     for generator in generators:
-                        cpu_before, passes_before = server.cpu_s(), server.pass_totals()
+                        passes_before = server.pass_totals()  # before the CPU reading: the scrape is not the level's
+                        cpu_before = server.cpu_s()
                         result = GENERATORS[generator](load, args.client_processes)
                         server_cpu = server.cpu_s() - cpu_before
                         row = {

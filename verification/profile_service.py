@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.payloads import default_cifar_dir, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVER_NAMES, server_specs, service_defaults
-from benchmarks.servers.launch import LOOPBACK, start_server
+from benchmarks.servers.launch import LOOPBACK, service_metrics, start_server
 from benchmarks.serving import request_bodies
 from models import save_random_checkpoint
 from training.logs import configure_logging
@@ -70,22 +69,6 @@ def summarize_stacks(stacks: Counter, top: int = 20) -> dict:
             leaf[short_frame(frames[-1])] += count
     share = lambda counter: [(name, n, 100 * n / total) for name, n in counter.most_common(top)]  # noqa: E731
     return {"samples": total, "threads": share(threads), "inclusive": share(inclusive), "leaf": share(leaf)}
-
-
-def service_metrics(port: int) -> dict[str, float]:
-    """Sums and counts of the service's Prometheus histograms (empty for a server without /metrics)."""
-    try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return {}
-    values = {}
-    for name in ("alexnet_batch_size_images", "alexnet_forward_seconds", "alexnet_queue_wait_seconds"):
-        for part in ("sum", "count"):
-            match = re.search(rf"^{name}_{part} ([0-9.e+-]+)$", text, re.MULTILINE)
-            if match:
-                values[f"{name}_{part}"] = float(match[1])
-    return values
 
 
 def batching_line(metrics: dict[str, float], wall_s: float) -> str:

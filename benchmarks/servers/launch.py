@@ -19,7 +19,6 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-PASS_TOTAL = re.compile(r"^alexnet_batch_size_images_(sum|count) (\S+)$", re.M)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,17 +87,27 @@ class RunningServer:
         return process_tree_cpu_s(self.process.pid)
 
     def pass_totals(self) -> tuple[float, float] | None:
-        """(images, forward passes) so far, from this service's /metrics (``alexnet_batch_size_images``); None for a
-        server without them (the peers)."""
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/metrics", timeout=5) as answer:
-                text = answer.read().decode()
-        except (urllib.error.URLError, OSError):
+        """(images, forward passes) so far, from this service's /metrics; None for a server without them (peers)."""
+        metrics = service_metrics(self.port)
+        if "alexnet_batch_size_images_count" not in metrics:
             return None
-        totals = dict(PASS_TOTAL.findall(text))
-        if len(totals) < 2:
-            return None
-        return float(totals["sum"]), float(totals["count"])
+        return metrics["alexnet_batch_size_images_sum"], metrics["alexnet_batch_size_images_count"]
+
+
+def service_metrics(port: int) -> dict[str, float]:
+    """Sums and counts of the service's Prometheus histograms (empty for a server without /metrics)."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for name in ("alexnet_batch_size_images", "alexnet_forward_seconds", "alexnet_queue_wait_seconds"):
+        for part in ("sum", "count"):
+            match = re.search(rf"^{name}_{part} ([0-9.e+-]+)$", text, re.MULTILINE)
+            if match:
+                values[f"{name}_{part}"] = float(match[1])
+    return values
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 from app.batcher import Batcher
 from app.grpc_health import WATCH_EVERY_S
 from app.logs import ACCESS_LOGGER
+from app.oip_tensors import length_prefixed
 from app.uploads import Upload, decode_image
 from benchmarks.servers.launch import free_port
 from tests.app.helpers import Gate, LiveServer, encode, files, picture, png, service_settings
@@ -114,7 +115,7 @@ def test_a_full_queue_is_resource_exhausted_at_once_then_served(tiny_checkpoint:
     channel = grpc_module.insecure_channel(f"127.0.0.1:{port}")
     message = pb.ModelInferRequest(model_name=MODEL)
     message.inputs.add(name="images", datatype="BYTES", shape=[1])
-    message.raw_input_contents.append(len(png()).to_bytes(4, "little") + png())
+    message.raw_input_contents.append(length_prefixed([png()]))
     try:
         with ThreadPoolExecutor(2) as pool:
             running = pool.submit(grpc.infer, MODEL, [_images(png())])
