@@ -6,9 +6,13 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from models import AlexNet, save_checkpoint, save_random_checkpoint
@@ -19,6 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests run the real AlexNet at a 64x64 input (the checkpoint says so): the same layers and weights,
 # about 12x less compute than 224x224, so the CPU suite stays fast.
 TEST_INPUT_SIZE = 64
+
+
+@contextmanager
+def module_folder(factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A module's (or package's) folder, removed when its fixture ends: pytest keeps every ``mktemp`` folder to the
+    end of the run, and these hold full-size checkpoints (228 MB each) while CI builds the container image beside the
+    tests on the same disk, so a run that kept them all needed 3.3 GB of /tmp instead of about 1.2 GB."""
+    path = factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_random_checkpoint(path: Path, seed: int = 0, input_size: int = TEST_INPUT_SIZE) -> Path:

@@ -12,6 +12,7 @@ import torch
 from app.predictor import Predictor
 from models.abstention import FeatureGaussian
 from tests.app.helpers import LiveServer, encode, files, picture, service_settings, with_rule
+from tests.helpers import module_folder
 from training.ood_sets import generated_sets
 
 PICTURES = [encode(picture(seed=i), "PNG") for i in range(2)]
@@ -29,14 +30,14 @@ def scores_of(checkpoint: Path, pictures: list[bytes]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def split_rule(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[LiveServer, float]:
     """A service whose msp threshold lies between the two pictures' scores: one confident, one not."""
-    folder = tmp_path_factory.mktemp("rule")
-    probe = with_rule(tiny_checkpoint, folder / "probe.safetensors", "msp", 0.0)
-    low, high = sorted(scores_of(probe, PICTURES).tolist())
-    assert low < high
-    checkpoint = with_rule(tiny_checkpoint, folder / "rule.safetensors", "msp", (low + high) / 2)
-    server = LiveServer(service_settings(checkpoint)).start()
-    yield server, (low + high) / 2
-    server.stop()
+    with module_folder(tmp_path_factory, "rule") as folder:
+        probe = with_rule(tiny_checkpoint, folder / "probe.safetensors", "msp", 0.0)
+        low, high = sorted(scores_of(probe, PICTURES).tolist())
+        assert low < high
+        checkpoint = with_rule(tiny_checkpoint, folder / "rule.safetensors", "msp", (low + high) / 2)
+        server = LiveServer(service_settings(checkpoint)).start()
+        yield server, (low + high) / 2
+        server.stop()
 
 
 def predict(server: LiveServer, **params: object) -> httpx.Response:

@@ -12,6 +12,7 @@ import pytest
 from models import CIFAR10_CLASSES, load_checkpoint
 from models.checkpoint import REPORT_FILE
 from tests.app.helpers import LiveServer, encode, picture, service_settings
+from tests.helpers import module_folder
 from training.evaluate import evaluate_checkpoint
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,18 +22,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="module")
 def reported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> LiveServer:
     """A checkpoint with its report.html beside it (written by alexnet-evaluate), served."""
-    folder = tmp_path_factory.mktemp("reported")
-    checkpoint = folder / "model.safetensors"
-    shutil.copy(tiny_checkpoint, checkpoint)
-    data = folder / "data"
-    for split in ("train", "test"):
-        for label, name in enumerate(CIFAR10_CLASSES):
-            (data / split / name).mkdir(parents=True)
-            (data / split / name / "0.png").write_bytes(encode(picture(32, 32, seed=label), "PNG"))
-    evaluate_checkpoint(checkpoint, str(data), "cpu")
-    server = LiveServer(service_settings(checkpoint)).start()
-    yield server
-    server.stop()
+    with module_folder(tmp_path_factory, "reported") as folder:
+        checkpoint = folder / "model.safetensors"
+        shutil.copy(tiny_checkpoint, checkpoint)
+        data = folder / "data"
+        for split in ("train", "test"):
+            for label, name in enumerate(CIFAR10_CLASSES):
+                (data / split / name).mkdir(parents=True)
+                (data / split / name / "0.png").write_bytes(encode(picture(32, 32, seed=label), "PNG"))
+        evaluate_checkpoint(checkpoint, str(data), "cpu")
+        server = LiveServer(service_settings(checkpoint)).start()
+        yield server
+        server.stop()
 
 
 def test_the_report_of_the_loaded_weights_is_served(reported: LiveServer) -> None:

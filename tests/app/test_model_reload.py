@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from benchmarks.servers.catalog import service_spec
 from benchmarks.servers.launch import LOOPBACK, free_port, start_server
 from models import load_checkpoint, load_image, save_checkpoint
 from tests.app.helpers import LiveServer, files, picture, png, service_settings
-from tests.helpers import write_he_checkpoint, write_random_checkpoint
+from tests.helpers import module_folder, write_he_checkpoint, write_random_checkpoint
 
 IMAGE = png(picture())
 
@@ -43,12 +44,15 @@ def _checkpoint(path: Path, seed: int, temperature: float, classes: tuple[str, .
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two checkpoints, written once for the module (each test adds its own files beside them, never changes these)."""
-    path = tmp_path_factory.mktemp("checkpoints")
-    _checkpoint(path / "a.safetensors", seed=1, temperature=1.0)
-    _checkpoint(path / "b.safetensors", seed=2, temperature=2.5)
-    return path
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two checkpoints, written once for the module (each test adds its own files beside them, never changes these),
+    in a subfolder, so that a test can put a file outside the checkpoints' folder that still goes with the module."""
+    with module_folder(tmp_path_factory, "checkpoints") as root:
+        path = root / "served"
+        path.mkdir()
+        _checkpoint(path / "a.safetensors", seed=1, temperature=1.0)
+        _checkpoint(path / "b.safetensors", seed=2, temperature=2.5)
+        yield path
 
 
 def _expected(folder: Path) -> dict[str, list[float]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ import torch
 from app.cli import predict as predict_cli
 from models import CIFAR10_CLASSES, AlexNet, Classifier, Preprocess, PreprocessSpec, load_checkpoint, save_checkpoint
 from tests.app.helpers import LiveServer, encode, picture, service_settings
-from tests.helpers import TEST_INPUT_SIZE
+from tests.helpers import TEST_INPUT_SIZE, module_folder
 from training.data import read_sources
 from training.folder import list_split
 from training.init import init_weights
@@ -59,17 +60,18 @@ def test_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def decisive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def decisive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Random weights that tell pictures apart: different, clear-cut classes for different pictures."""
     torch.manual_seed(1)
     model = AlexNet(num_classes=10)
     init_weights(model)  # the trainer's He init: signal survives the depth, unlike PyTorch's default init
     with torch.no_grad():
         model.classifier[6].weight.mul_(30)
-    path = tmp_path_factory.mktemp("parity") / "decisive.safetensors"
-    save_checkpoint(path, model, model_args={"num_classes": 10, "dropout": 0.5}, classes=CIFAR10_CLASSES,
-                    preprocess=PreprocessSpec(input_size=TEST_INPUT_SIZE))  # fmt: skip
-    return path
+    with module_folder(tmp_path_factory, "parity") as folder:
+        path = folder / "decisive.safetensors"
+        save_checkpoint(path, model, model_args={"num_classes": 10, "dropout": 0.5}, classes=CIFAR10_CLASSES,
+                        preprocess=PreprocessSpec(input_size=TEST_INPUT_SIZE))  # fmt: skip
+        yield path
 
 
 def test_trainer_service_and_cli_agree(test_folder: Path, decisive_checkpoint: Path, capsys) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.app.helpers import files, picture, png
-from tests.helpers import REPO, write_random_checkpoint
+from tests.helpers import REPO, module_folder, write_random_checkpoint
 
 # A slow queue on purpose: one single-threaded pass of 4 images at a time, at the real 224-pixel input.
 # Small passes on one thread, so requests are still in flight when the signal comes; a deadline far past the
@@ -32,8 +32,9 @@ SLOW = {"ALEXNET_MAX_BATCH_SIZE": "4", "ALEXNET_MODEL_WORKERS": "1", "ALEXNET_TO
 
 
 @pytest.fixture(scope="module")
-def full_size_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt224") / "random224.safetensors", input_size=224)
+def full_size_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with module_folder(tmp_path_factory, "ckpt224") as folder:
+        yield write_random_checkpoint(folder / "random224.safetensors", input_size=224)
 
 
 @contextmanager
