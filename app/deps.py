@@ -33,9 +33,15 @@ class ServiceState:
         """Ready for inference: what /health/ready, OIP's readiness (REST and gRPC) and grpc.health.v1 say."""
         return self.status == "ready"
 
+    @property
+    def serving(self) -> bool:
+        """A model loaded and answering: ready, or stopping while what is in flight is finished (the repository's
+        READY; what ``ready_predictor`` lets through)."""
+        return self.status in ("ready", "stopping")
+
     def set_status(self, status: Status, detail: str | None = None) -> None:
         self.status, self.detail = status, detail
-        self.metrics.ready.set(1 if status == "ready" else 0)
+        self.metrics.ready.set(1 if self.ready else 0)
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -49,7 +55,7 @@ def ready_predictor(state: ServiceState) -> Predictor:
     flight"); /health says 503 so that no new ones are routed here, and the batcher refuses work once
     it has stopped.
     """
-    if state.status not in ("ready", "stopping") or state.predictor is None:
+    if not state.serving or state.predictor is None:
         raise NotReady(f"not ready: {state.detail or state.status}")
     return state.predictor
 

@@ -69,8 +69,9 @@ async def unload_model(request: Request, name: str) -> dict[str, Any]:
 
 def repository_models(state: ServiceState) -> list[dict[str, str]]:
     """The repository index: the one model, its version and whether it serves (REST and gRPC)."""
-    ready = "READY" if state.status in ("ready", "stopping") else "UNAVAILABLE"
-    return [{"name": MODEL_NAME, "version": serving_version(state), "state": ready}]
+    return [
+        {"name": MODEL_NAME, "version": serving_version(state), "state": "READY" if state.serving else "UNAVAILABLE"}
+    ]
 
 
 def check_control(state: ServiceState, name: str) -> None:
