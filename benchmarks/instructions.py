@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -39,7 +38,7 @@ import httpx
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import default_cifar_dir, make_uploads, multipart_body
 from benchmarks.servers.catalog import SERVED_AT
-from benchmarks.servers.launch import LOOPBACK, free_port, service_metrics, stop_process_group, wait_ready
+from benchmarks.servers.launch import LOOPBACK, ServerSpec, images_per_pass, pass_totals, start_server
 from models import save_random_checkpoint
 from models.transforms import SOURCE_SIZE
 
@@ -84,38 +83,25 @@ async def send(url: str, body: bytes, content_type: str, requests: int, concurre
 def count(tree: Path, checkpoint: Path, body: tuple[bytes, str], requests: int, concurrency: int, log: Path) -> dict:
     """The model-free service of ``tree`` under callgrind: the instructions it spent on ``requests`` uploads."""
     with tempfile.TemporaryDirectory() as scratch:
-        out, port = Path(scratch) / "callgrind.out", free_port()
-        served = [part.format(host=LOOPBACK, port=port) for part in SERVED_AT]
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "benchmarks.servers.model_free",
-            *served,
-        ]
-        env = {**os.environ, "ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
-        url = f"http://{LOOPBACK}:{port}/predict"
+        out = Path(scratch) / "callgrind.out"
+        valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+        # -m with the tree as the working directory: its own app, models and benchmarks come first on the path
+        command = (*valgrind, sys.executable, "-m", "benchmarks.servers.model_free", *SERVED_AT)
+        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu"}
+        spec = ServerSpec(tree.name, command, env, health_path="/health/ready")
         started = time.perf_counter()
-        with log.open("w") as output:
-            # -m with the tree as the working directory: its own app, models and benchmarks come first on the path
-            process = subprocess.Popen(
-                command, cwd=tree, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                wait_ready(port, "/health/ready", process, READY_TIMEOUT_S)
+        try:
+            # callgrind writes its file as the process exits: a long grace before SIGKILL
+            with start_server(spec, log, READY_TIMEOUT_S, cwd=tree, grace_s=120) as server:
+                url = f"http://{LOOPBACK}:{server.port}/predict"
                 warm = asyncio.run(send(url, *body, 2 * concurrency, concurrency))  # every path taken once
-                passes_before = service_metrics(port)  # read while not counting
-                instrumentation(process.pid, True)
+                passes_before = pass_totals(server.port)  # read while not counting
+                instrumentation(server.process.pid, True)
                 statuses = asyncio.run(send(url, *body, requests, concurrency))
-                instrumentation(process.pid, False)
-                passes = _images_per_pass(passes_before, service_metrics(port))
-            except Exception as exc:
-                raise RuntimeError(f"{tree}: {exc}; the server's last words:\n{log.read_text()[-3000:]}") from exc
-            finally:
-                stop_process_group(process, grace_s=120)  # callgrind writes its file as the process exits
+                instrumentation(server.process.pid, False)
+                passes = images_per_pass(passes_before, pass_totals(server.port)).get("images_per_pass")
+        except Exception as exc:
+            raise RuntimeError(f"{tree}: {exc}; the server's last words:\n{log.read_text()[-3000:]}") from exc
         if warm != {200: 2 * concurrency} or statuses != {200: requests}:
             raise RuntimeError(f"{tree}: not every request was answered 200: {warm}, then {statuses}")
         instructions = callgrind_totals(out)
@@ -125,16 +111,6 @@ def count(tree: Path, checkpoint: Path, body: tuple[bytes, str], requests: int, 
         "images_per_pass": passes,
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def _images_per_pass(before: dict[str, float], after: dict[str, float]) -> float | None:
-    """How many images the counted requests' forward passes held on average: a pass costs instructions of its own,
-    so fewer, fuller passes make a request cheaper, and under valgrind how full they get varies by run."""
-    name = "alexnet_batch_size_images"
-    if f"{name}_count" not in before or f"{name}_count" not in after:
-        return None
-    passes = after[f"{name}_count"] - before[f"{name}_count"]
-    return round((after[f"{name}_sum"] - before[f"{name}_sum"]) / passes, 2) if passes else None
 
 
 @contextmanager

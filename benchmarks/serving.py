@@ -61,7 +61,14 @@ from benchmarks.servers.catalog import (
     server_specs,
     service_defaults,
 )
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, exit_on_sigterm, free_port, start_server
+from benchmarks.servers.launch import (
+    LOOPBACK,
+    ServerSpec,
+    exit_on_sigterm,
+    free_port,
+    images_per_pass,
+    start_server,
+)
 from benchmarks.wrk import run_wrk, wrk_installed
 from models import load_checkpoint, save_random_checkpoint
 from models.files import atomic_write
@@ -160,7 +167,7 @@ def bench_server(
                             **result.summary.to_dict(),
                             "server_cpu_cores": round(server_cpu / result.wall_s, 2),
                             "client_cpu_cores": round(result.client_cpu_s / result.wall_s, 2),
-                            **images_per_pass(passes_before, server.pass_totals()),
+                            **images_per_pass(passes_before, server.pass_totals()),  # the warm-up's too
                         }
                         _log_row(row, scenario)
                         rows.append(row)
@@ -170,14 +177,6 @@ def bench_server(
         logger.error("%s could not be benchmarked: %s (see %s)", spec.name, exc, log_dir / f"{spec.name}.log")
         rows.append({"server": spec.name, "round": round_number, "failed": str(exc)})
     return rows
-
-
-def images_per_pass(before: tuple[float, float] | None, after: tuple[float, float] | None) -> dict:
-    """This service's mean images per forward pass over a level (its warm-up included), from its own metrics: how
-    well requests were batched. Nothing for a server without those metrics."""
-    if before is None or after is None or after[1] <= before[1]:
-        return {}
-    return {"images_per_pass": round((after[0] - before[0]) / (after[1] - before[1]), 2)}
 
 
 def _log_row(row: dict, scenario: Scenario) -> None:

@@ -87,11 +87,23 @@ class RunningServer:
         return process_tree_cpu_s(self.process.pid)
 
     def pass_totals(self) -> tuple[float, float] | None:
-        """(images, forward passes) so far, from this service's /metrics; None for a server without them (peers)."""
-        metrics = service_metrics(self.port)
-        if "alexnet_batch_size_images_count" not in metrics:
-            return None
-        return metrics["alexnet_batch_size_images_sum"], metrics["alexnet_batch_size_images_count"]
+        return pass_totals(self.port)
+
+
+def pass_totals(port: int) -> tuple[float, float] | None:
+    """(images, forward passes) so far, from this service's /metrics; None for a server without them (peers)."""
+    metrics = service_metrics(port)
+    if "alexnet_batch_size_images_count" not in metrics:
+        return None
+    return metrics["alexnet_batch_size_images_sum"], metrics["alexnet_batch_size_images_count"]
+
+
+def images_per_pass(before: tuple[float, float] | None, after: tuple[float, float] | None) -> dict:
+    """This service's mean images per forward pass between two ``pass_totals``, from its own metrics: how well
+    requests were batched. Nothing for a server without those metrics."""
+    if before is None or after is None or after[1] <= before[1]:
+        return {}
+    return {"images_per_pass": round((after[0] - before[0]) / (after[1] - before[1]), 2)}
 
 
 def service_metrics(port: int) -> dict[str, float]:
@@ -111,22 +123,27 @@ def service_metrics(port: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def start_server(spec: ServerSpec, log_path: Path, ready_timeout_s: float = 180.0) -> Iterator[RunningServer]:
-    """Run the server for the duration of the block; its output goes to ``log_path``."""
+def start_server(
+    spec: ServerSpec, log_path: Path, ready_timeout_s: float = 180.0, cwd: Path | None = None, grace_s: float = 15.0
+) -> Iterator[RunningServer]:
+    """Run the server for the duration of the block, in ``cwd``; its output goes to ``log_path``; stopped with
+    SIGTERM and ``grace_s`` before SIGKILL."""
     port = free_port()
     command = [part.format(port=port, host=LOOPBACK) for part in spec.command]
     env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         # A new session, so stopping it takes every process it started (LitServe's workers) with it.
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             started = time.monotonic()
             wait_ready(port, spec.health_path, process, ready_timeout_s)
             logger.info("%s ready on port %d after %.1f s", spec.name, port, time.monotonic() - started)
             yield RunningServer(spec, port, process)
         finally:
-            stop_process_group(process)
+            stop_process_group(process, grace_s)
 
 
 def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
