@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from app import plain_multipart
 from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from models.images import CorruptImageError, ImageTooLargeError, UnsupportedImageError, decode_opened, open_image
 
@@ -71,11 +72,16 @@ async def read_uploads(request: Request, limits: UploadLimits) -> list[Upload]:
     """
     length = content_length(request, limits.max_body_bytes)
     content_type = request.headers.get("content-type", "")
-    media_type, params = parse_options_header(content_type)
+    plain_boundary = plain_multipart.boundary_of(content_type)  # the common case, without the general parser
+    media_type, params = (
+        (b"multipart/form-data", {b"boundary": plain_boundary})
+        if plain_boundary
+        else parse_options_header(content_type)
+    )
     has_body = length not in (None, 0) or "transfer-encoding" in request.headers
     one_image = media_type.startswith(b"image/") or media_type == b"application/octet-stream"
     if media_type == b"multipart/form-data":
-        reading = _read_multipart(request, _boundary(params), limits)
+        reading = _read_multipart(request, _boundary(params), limits, length)
     elif one_image or (not content_type and has_body):
         reading = _read_raw(request, length, limits)
     elif not has_body:
@@ -115,12 +121,21 @@ def _boundary(params: dict[bytes, bytes]) -> bytes:
     return boundary
 
 
-async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits) -> list[Upload]:
+async def _read_multipart(request: Request, boundary: bytes, limits: UploadLimits, length: int | None) -> list[Upload]:
     reader = _PartReader(limits)
+    if length is not None and length <= plain_multipart.MAX_BYTES:  # small: whole, and split at once if plain
+        body = await read_capped(request, limits.max_body_bytes, _too_large(limits.max_body_bytes))
+        parts = plain_multipart.split(body, boundary)
+        if parts is not None:
+            reader.read_parts(parts)
+            return _uploads(reader)
+        chunks: AsyncIterator[bytes] = _once(body)  # not plain: the parser reads the same bytes, and judges them
+    else:
+        chunks = request.stream()
     parser = MultipartParser(boundary, reader.callbacks())
     received = start = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             start, received = received, received + len(chunk)
             if received > limits.max_body_bytes:
                 raise PayloadTooLarge(_too_large(limits.max_body_bytes))
@@ -142,6 +157,10 @@ def _uploads(reader: _PartReader) -> list[Upload]:
 
 def _too_large(max_body_bytes: int) -> str:
     return f"the request body is over the limit of {max_body_bytes:,} bytes"
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _multipart_error(parser_message: str, boundary: bytes, at: int | None) -> str:
@@ -234,7 +253,8 @@ class _PartReader:
         self._header_name, self._header_value = b"", b""
 
     def on_headers_finished(self) -> None:
-        options = parse_options_header(self._disposition)[1]
+        plain = plain_multipart.disposition_of(self._disposition)  # the common case, without the general parser
+        options = {b"name": plain[0], b"filename": plain[1]} if plain else parse_options_header(self._disposition)[1]
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name != FIELD:
             raise Unprocessable(f"unexpected form field {name!r}: send images in the field {FIELD!r}")
@@ -254,6 +274,17 @@ class _PartReader:
         self.uploads[-1].data = b"".join(self._chunks)
         self._chunks = []
         self.open_part = False
+
+    def read_parts(self, parts: list[plain_multipart.Part]) -> None:
+        """Parts split by app.plain_multipart, through the same callbacks and checks, in the same order."""
+        for headers, data in parts:
+            self.on_part_begin()
+            for name, value in headers:
+                self._header_name, self._header_value = name, value
+                self.on_header_end()
+            self.on_headers_finished()
+            self.on_part_data(data, 0, len(data))
+            self.on_part_end()
 
 
 # A small image is decoded on the event loop: for a CIFAR-sized upload the hop to a thread and back costs more
