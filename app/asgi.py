@@ -29,7 +29,8 @@ async def send_json(send: Send, body: bytes, status_code: int = 200, headers: Ma
     """JSON bytes straight to the ASGI server, for what answers below the router (the /predict endpoint, the
     door, the key check, the catch-all): the same body and headers as ``json_response``."""
     raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
+    if headers:
+        raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     await send({"type": "http.response.start", "status": status_code, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 

@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(page.router)
     # The innermost two: /predict answered below the router by its one endpoint; before it (after the key check),
     # the door refuses what cannot be answered in time (app/door.py)
-    app.add_middleware(predict.PredictLane)
+    app.add_middleware(predict.PredictLane, state=state)
     app.add_middleware(ShedAtTheDoor, state=state)
     install_error_handlers(app)
     keyed = install_access_control(app, settings)  # inside RequestMetrics, so 401s are counted too

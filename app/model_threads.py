@@ -76,15 +76,16 @@ class ModelThreads(Executor):
         self._busy = [0] * plan.workers  # calls submitted to each thread and not yet done
         self._lock = threading.Lock()  # done callbacks run in the model threads
 
-    async def run(self, fn: Callable[..., Any], /, *args: Any, others: int) -> Any:
-        """On the event loop: ``fn(*args)`` in a model thread, as one pass; ``others``: the passes the caller has
-        under way besides this one (formed, running, or ended and not yet answered). With none, the pass gets
+    def run(self, fn: Callable[..., Any], /, *args: Any, others: int) -> asyncio.Future:
+        """On the event loop: ``fn(*args)`` in a model thread, as one pass, whose result the returned future
+        gives (a plain function, not a coroutine: one frame fewer to resume). ``others``: the passes the caller
+        has under way besides this one (formed, running, or ended and not yet answered). With none, the pass gets
         every core. Counted any later (at the model threads' own ends, say), a pass formed while the last was
         finishing counted as alone under load too and took every core beside the next one: 57% of the passes
         against 2% (4,000 requests, 32 at once, model-free, in-process), and half again the CPU per request
         (300 -> 450-530 us)."""
         threads = self.plan.threads if others else self.plan.lone_threads
-        return await asyncio.wrap_future(self.submit(_with_threads, threads, fn, *args))
+        return asyncio.wrap_future(self.submit(_with_threads, threads, fn, *args))
 
     async def on_every_thread(self, fn: Callable[..., Any], /, *args: Any) -> list[Any]:
         """On the event loop: ``fn(*args)`` once in each model thread (warm-ups), submitted together so that

@@ -14,8 +14,10 @@ valgrind, uncounted), and counting is switched off: everything the server proces
 thread (HTTP parsing, the event loop, the model threads). The trees alternate within each of ``--rounds``
 rounds. Instructions are not time: a syscall or a cache miss costs more than its count says, and C code
 (Pillow's decoder, zlib) fewer cycles per instruction than the interpreter; a server under valgrind runs its
-threads one at a time, so its passes may batch differently than at full speed. Results: ``instructions.json``
-and ``instructions.md``.
+threads one at a time, so its passes may batch differently than at full speed. For the same reason its OpenMP
+(torch) threads wait passively (``OMP_WAIT_POLICY=passive``, in every tree): a worker left spinning after a
+two-thread pass spins until valgrind switches threads, which counted 0.1-250,000 instructions a request at
+random, by the scheduler, not the code. Results: ``instructions.json`` and ``instructions.md``.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def count(tree: Path, checkpoint: Path, body: tuple[bytes, str], requests: int, 
         valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
         # -m with the tree as the working directory: its own app, models and benchmarks come first on the path
         command = (*valgrind, sys.executable, "-m", "benchmarks.servers.model_free", *SERVED_AT)
-        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu"}
+        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", "OMP_WAIT_POLICY": "passive"}
         spec = ServerSpec(tree.name, command, env, health_path="/health/ready")
         started = time.perf_counter()
         try:

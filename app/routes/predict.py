@@ -1,6 +1,6 @@
 """POST /predict: uploaded images in, one prediction per image out.
 
-One ASGI endpoint answers it (``predict_endpoint``, reached through ``PredictLane``, below FastAPI's router):
+One ASGI endpoint answers it (``PredictLane``, the innermost middleware, below FastAPI's router):
 FastAPI's request handling (its exception layers, the router, the request/response wrapper, dependencies) was
 over a quarter of the event loop's time per request without the model (py-spy, docs/benchmarks.md). The same
 endpoint answers before the model is ready (503), and its OpenAPI operations are written here, from the
@@ -204,38 +204,29 @@ def _declare_limits(operation: dict[str, Any], state: ServiceState) -> None:
 
 
 class PredictLane:
-    """ASGI middleware, the innermost: /predict, every method, answered here by its one endpoint; anything else goes
-    on to FastAPI's router. Below the router and its exception layers, which were over a quarter of the event
-    loop's time per request without the model (py-spy, docs/benchmarks.md); the same endpoint before the model is
-    ready (503) and after. Each request is labelled with the route for app/metrics.py, as the router would."""
+    """ASGI middleware, the innermost, and /predict's one endpoint: /predict, every method, is answered here (the
+    answer's JSON, or the error's); anything else goes on to FastAPI's router. Below the router and its exception
+    layers, which were over a quarter of the event loop's time per request without the model (py-spy,
+    docs/benchmarks.md); the same endpoint before the model is ready (503) and after. Each request is labelled
+    with the route for app/metrics.py, as the router would."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
         self.app = app
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
             await self.app(scope, receive, send)
             return
         scope[ROUTE_LABEL] = PREDICT_PATH
-        if scope["method"] in PREDICT_METHODS:
-            await predict_endpoint(scope, receive, send)
-        else:
-            await send_error(send, MethodNotAllowed(PREDICT_METHODS))
-
-
-class _Endpoint:
-    """/predict's one endpoint, an ASGI app: the answer's JSON, or the error's."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await classify(Request(scope, receive), scope["app"].state.service)
+            if scope["method"] not in PREDICT_METHODS:
+                raise MethodNotAllowed(PREDICT_METHODS)
+            body = await classify(Request(scope, receive), self.state)
         except ServiceError as exc:
             await send_error(send, exc)
             return
         await send_json(send, body)  # anything else raised goes to app.errors.CatchUnexpectedErrors
-
-
-predict_endpoint = _Endpoint()
 
 
 async def classify(request: Request, state: ServiceState) -> bytes:

@@ -51,7 +51,7 @@ def test_a_pass_that_starts_alone_gets_every_core_one_beside_another_its_share()
         return torch.get_num_threads()
 
     async def passes() -> tuple[int, int, int]:
-        first = asyncio.create_task(workers.run(hold, others=0))
+        first = workers.run(hold, others=0)  # a future: under way at once
         assert await asyncio.to_thread(started.wait, 5)
         beside = await workers.run(torch.get_num_threads, others=1)  # the second thread, while the first holds
         release.set()

@@ -81,3 +81,9 @@ def test_a_commit_is_checked_out_for_the_run_and_removed_after() -> None:
     assert str(folder) not in listed
     with pytest.raises(SystemExit, match="neither a folder nor a commit"), checked_out("x=no-such-ref-anywhere"):
         pass
+
+
+@pytest.mark.parametrize("spec", ["HEAD", "=HEAD", "name="])
+def test_a_tree_without_its_name_or_its_place_is_refused(spec: str) -> None:
+    with pytest.raises(SystemExit, match="give NAME=REF or NAME=DIR"), checked_out(spec):
+        pass
