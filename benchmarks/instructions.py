@@ -16,8 +16,9 @@ rounds. Instructions are not time: a syscall or a cache miss costs more than its
 (Pillow's decoder, zlib) fewer cycles per instruction than the interpreter; a server under valgrind runs its
 threads one at a time, so its passes may batch differently than at full speed. For the same reason its OpenMP
 (torch) threads wait passively (``OMP_WAIT_POLICY=passive``, in every tree): a worker left spinning after a
-two-thread pass spins until valgrind switches threads, which counted 0.1-250,000 instructions a request at
-random, by the scheduler, not the code. Results: ``instructions.json`` and ``instructions.md``.
+two-thread pass spins until valgrind switches threads, which counted from under 100 to about 190,000
+instructions a request (docs/benchmarks.md, "One path again"): the scheduler's doing, not the code's.
+Results: ``instructions.json`` and ``instructions.md``.
 """
 
 from __future__ import annotations
