@@ -147,15 +147,20 @@ class Classifier:
         """The served pass: uint8 images (N, 3, S, S) on any device -> calibrated class probabilities and the
         abstention score, each image's score computed on the model's device. ``batch_size``: images per forward
         pass (None: all at once). The model is put in eval mode (no dropout)."""
-        probabilities, scores = [], []
-        for chunk in self._batches(images, batch_size):
-            logits, features = self._forward(chunk)
-            probabilities.append(to_probabilities([logits], self.temperature).cpu())
-            if self.abstention is not None:
-                scores.append(self.abstention.scores(logits, features, self.temperature).cpu())
-        if not probabilities:
+        chunks = [self._predictions(chunk) for chunk in self._batches(images, batch_size)]
+        if len(chunks) == 1:  # the service's case: one pass, nothing to join
+            return chunks[0]
+        if not chunks:
             return Predictions(torch.empty(0, 0), None if self.abstention is None else torch.empty(0))
-        return Predictions(torch.cat(probabilities), torch.cat(scores) if self.abstention is not None else None)
+        scores = None if self.abstention is None else torch.cat([c.scores for c in chunks if c.scores is not None])
+        return Predictions(torch.cat([c.probabilities for c in chunks]), scores)
+
+    def _predictions(self, images: torch.Tensor) -> Predictions:
+        logits, features = self._forward(images)
+        probabilities = to_probabilities([logits], self.temperature).cpu()
+        if self.abstention is None:
+            return Predictions(probabilities, None)
+        return Predictions(probabilities, self.abstention.scores(logits, features.float(), self.temperature).cpu())
 
     @torch.inference_mode()
     def logits(
@@ -176,20 +181,24 @@ class Classifier:
         chunks = [self._forward(chunk) for chunk in self._batches(images, batch_size)]
         if not chunks:
             return torch.empty(0, 0), torch.empty(0, 0)
-        return torch.cat([z.cpu() for z, _ in chunks]), torch.cat([f.cpu() for _, f in chunks])
+        return torch.cat([z.cpu() for z, _ in chunks]), torch.cat([f.float().cpu() for _, f in chunks])
 
     def _forward(self, images: torch.Tensor, mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pass itself: float32 logits (B, C) and penultimate features (B, D), left on the device."""
+        """The pass itself: float32 logits (B, C) and penultimate features (B, D) in the pass's precision (a
+        caller that uses them makes them float32), left on the device."""
         x = self.preprocess(images.to(self.device, non_blocking=True))  # (B, 3, H, W) float
         x = x.contiguous(memory_format=self.layout)  # a no-op when it is already so
         with autocast(self.device, self.dtype):
             features = self.model.embed(x.flip(3) if mirrored else x)  # (B, D)
             logits = self.model.head(features)  # (B, C)
-        return logits.float(), features.float()
+        return logits.float(), features
 
     def _batches(self, images: torch.Tensor | np.ndarray, size: int | None) -> Iterator[torch.Tensor]:
         self.model.eval()
         images = torch.as_tensor(images)
-        step = size or max(1, len(images))
-        for start in range(0, len(images), step):
-            yield images[start : start + step]
+        count = len(images)
+        if count and (size is None or size >= count):  # one pass of them all: no slicing
+            yield images
+            return
+        for start in range(0, count, size or 1):
+            yield images[start : start + size]

@@ -108,3 +108,6 @@ def test_the_served_pass_scores_with_the_checkpoints_rule(tmp_path: Path, images
     rule = ckpt.abstention_rule()
     torch.testing.assert_close(predictions.scores, rule.scores(logits, features, ckpt.temperature))
     torch.testing.assert_close(predictions.probabilities, logits.softmax(dim=1))
+    whole = classifier.predict(images)  # one pass of them all, as the service runs it: the same rows
+    torch.testing.assert_close(whole.scores, predictions.scores)
+    torch.testing.assert_close(whole.probabilities, predictions.probabilities)
