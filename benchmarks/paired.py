@@ -36,7 +36,7 @@ from models.transforms import SOURCE_SIZE
 
 def pairs(rounds: int, levels: list[int], generators: list[str]) -> list[tuple[int, int, str, bool]]:
     """(round, clients, generator, whether the second tree goes first) for every pair, in the order measured:
-    the first of a pair alternates from one pair to the next, and each round starts where the last one did not."""
+    within a round the first of a pair alternates, and each level's order flips from one round to the next."""
     order = []
     for number in range(1, rounds + 1):
         for index, (level, generator) in enumerate((c, g) for c in levels for g in generators):
