@@ -37,7 +37,8 @@ async def send_json(send: Send, body: bytes, status_code: int = 200, headers: Ma
 
 class ResponseWatch:
     """An ASGI ``send`` that passes every message on, remembers the response's status once it starts (None
-    before), and adds ``headers`` to it."""
+    before), and adds ``headers`` to it. One per request: the layers that watch a response take the one an outer
+    layer made (``of``), since every message from below passes through it too."""
 
     __slots__ = ("headers", "send", "status")
 
@@ -45,6 +46,12 @@ class ResponseWatch:
         self.send = send
         self.headers = headers
         self.status: int | None = None
+
+    @classmethod
+    def of(cls, send: Send) -> ResponseWatch:
+        """The watch ``send`` already is (made by an outer layer), else a new one around it: a request's
+        messages pass through one watch, not one for each layer."""
+        return send if isinstance(send, ResponseWatch) else cls(send)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

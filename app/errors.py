@@ -192,7 +192,7 @@ class CatchUnexpectedErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        watch = ResponseWatch(send)
+        watch = ResponseWatch.of(send)
         try:
             await self.app(scope, receive, watch)
         except Exception:

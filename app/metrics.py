@@ -85,7 +85,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        watch = ResponseWatch(send)
+        watch = ResponseWatch.of(send)
         try:
             await self.app(scope, receive, watch)
         finally:

@@ -47,7 +47,11 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = perf_counter_ns()
-        sent = next((value for name, value in scope["headers"] if name == HEADER), None)  # the first one counts
+        sent = None
+        for name, value in scope["headers"]:  # the first one counts
+            if name == HEADER:
+                sent = value
+                break
         request_id = pick_request_id(sent)
         watch = ResponseWatch(send, ((HEADER, request_id.encode()),))
         token = REQUEST_ID.set(request_id)
