@@ -40,8 +40,8 @@ import httpx
 
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import default_cifar_dir, make_uploads, multipart_body
-from benchmarks.servers.catalog import SERVED_AT
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, images_per_pass, pass_totals, start_server
+from benchmarks.servers.catalog import model_free_tree_spec
+from benchmarks.servers.launch import LOOPBACK, images_per_pass, pass_totals, start_server
 from models import save_random_checkpoint
 from models.transforms import SOURCE_SIZE
 
@@ -88,10 +88,8 @@ def count(tree: Path, checkpoint: Path, body: tuple[bytes, str], requests: int, 
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
         valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
-        # -m with the tree as the working directory: its own app, models and benchmarks come first on the path
-        command = (*valgrind, sys.executable, "-m", "benchmarks.servers.model_free", *SERVED_AT)
-        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", "OMP_WAIT_POLICY": "passive"}
-        spec = ServerSpec(tree.name, command, env, health_path="/health/ready")
+        passive = {"OMP_WAIT_POLICY": "passive"}  # see the module's docstring
+        spec = model_free_tree_spec(tree.name, sys.executable, checkpoint, valgrind, passive)
         started = time.perf_counter()
         try:
             # callgrind writes its file as the process exits: a long grace before SIGKILL

@@ -27,8 +27,8 @@ from benchmarks.instructions import checked_out
 from benchmarks.loadgen import LoadSpec
 from benchmarks.machine import describe_machine
 from benchmarks.payloads import default_cifar_dir, make_uploads, multipart_body
-from benchmarks.servers.catalog import SERVED_AT
-from benchmarks.servers.launch import LOOPBACK, ServerSpec, start_server
+from benchmarks.servers.catalog import model_free_tree_spec
+from benchmarks.servers.launch import LOOPBACK, start_server
 from benchmarks.serving import DISTINCT_IMAGES, GENERATORS, request_bodies
 from models import save_random_checkpoint
 from models.transforms import SOURCE_SIZE
@@ -91,14 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         checkpoint = save_random_checkpoint(scratch / "random.safetensors", input_size=SOURCE_SIZE)  # as model-free
         trees = [stack.enter_context(checked_out(spec)) for spec in args.tree]
-        env = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu"}
-        command = (sys.executable, "-m", "benchmarks.servers.model_free", *SERVED_AT)
+        specs = {name: model_free_tree_spec(name, sys.executable, checkpoint) for name, _, _ in trees}
         ports = {
-            name: stack.enter_context(
-                start_server(
-                    ServerSpec(name, command, env, health_path="/health/ready"), scratch / f"{name}.log", cwd=folder
-                )
-            ).port
+            name: stack.enter_context(start_server(specs[name], scratch / f"{name}.log", cwd=folder)).port
             for name, folder, _ in trees
         }
         measured = []

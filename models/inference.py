@@ -197,8 +197,11 @@ class Classifier:
         self.model.eval()
         images = torch.as_tensor(images)
         count = len(images)
-        if count and (size is None or size >= count):  # one pass of them all: no slicing
+        if not count:
+            return
+        step = size or count
+        if step >= count:  # one pass of them all: no slicing
             yield images
             return
-        for start in range(0, count, size or 1):
-            yield images[start : start + size]
+        for start in range(0, count, step):
+            yield images[start : start + step]

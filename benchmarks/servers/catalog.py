@@ -27,6 +27,17 @@ UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")  # no per-request 
 SERVED_AT = ("--host", "{host}", "--port", "{port}", *UVICORN_QUIET)
 
 
+def model_free_tree_spec(
+    name: str, python: str, checkpoint: Path, wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> ServerSpec:
+    """This service, model-free on the CPU, as ``--model-free`` runs start it, for a tree other than this one: run with
+    that tree as the working directory (``start_server(..., cwd=)``), ``-m`` takes its own app, models and
+    benchmarks; ready once /health/ready answers. ``wrapper``: a command to run it under (valgrind)."""
+    command = (*wrapper, python, "-m", "benchmarks.servers.model_free", *SERVED_AT)
+    settings = {"ALEXNET_CHECKPOINT": str(checkpoint), "ALEXNET_DEVICE": "cpu", **(env or {})}
+    return ServerSpec(name, command, settings, health_path="/health/ready")
+
+
 def service_spec(python: str, env: dict[str, str], name: str = "service") -> ServerSpec:
     """This service as ``alexnet-serve`` starts it (``python -m app``), quiet, with ``env``'s ALEXNET_* settings."""
     return ServerSpec(name, (python, "-m", "app", *SERVED_AT), env)

@@ -111,3 +111,5 @@ def test_the_served_pass_scores_with_the_checkpoints_rule(tmp_path: Path, images
     whole = classifier.predict(images)  # one pass of them all, as the service runs it: the same rows
     torch.testing.assert_close(whole.scores, predictions.scores)
     torch.testing.assert_close(whole.probabilities, predictions.probabilities)
+    none = classifier.predict(images[:0])  # no images: no pass, empty rows
+    assert none.probabilities.shape == (0, 0) and none.scores is not None and none.scores.shape == (0,)
